@@ -1,0 +1,1 @@
+"""MovieLens pipeline: loaders, download, validation, temporal split, features, synthetic data."""

@@ -1,0 +1,1 @@
+"""Online feature stores (Redis, embedded) behind one interface, with a circuit breaker."""

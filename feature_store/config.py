@@ -1,0 +1,52 @@
+"""Configuration of the online feature store (Redis connection, timeouts, breaker)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+class RedisSettings(BaseModel):
+    """Where the Redis online store lives and how hard to wait for it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str | None = None
+    """Full redis:// or rediss:// URL; wins over host/port when set."""
+    host: str = "127.0.0.1"
+    """Redis host when no URL is given."""
+    port: int = 6379
+    """Redis port when no URL is given."""
+    password: str | None = None
+    """Redis password (from a Secret on Kubernetes)."""
+    tls: bool = False
+    """Connect with TLS (rediss) when building the URL from host/port."""
+    cluster: bool = False
+    """Talk to a Redis Cluster instead of a single server."""
+    socket_timeout_s: float = 0.05
+    """Read timeout per request; past it the read falls back to the embedded store."""
+    connect_timeout_s: float = 0.05
+    """Connect timeout."""
+    max_connections: int = 32
+    """Connection pool size."""
+    failure_threshold: int = 3
+    """Consecutive failures that open the circuit breaker."""
+    reset_timeout_s: float = 5.0
+    """How long the breaker stays open before letting one trial read through."""
+
+    @property
+    def resolved_url(self) -> str:
+        """The URL to connect to, built from host/port/TLS when `url` is unset."""
+        if self.url:
+            return self.url
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{self.host}:{self.port}/0"
+
+    @model_validator(mode="after")
+    def _check(self) -> RedisSettings:
+        if self.url is not None and not self.url.strip():
+            raise ValueError("redis url is empty: unset it or give redis://host:port")
+        if self.socket_timeout_s <= 0 or self.connect_timeout_s <= 0:
+            raise ValueError("redis timeouts must be positive")
+        if self.failure_threshold < 1:
+            raise ValueError("redis failure_threshold must be at least 1")
+        return self

@@ -1,0 +1,1 @@
+"""Pure ML: two-tower retrieval, FAISS index, XGBoost ranker, baselines, evaluation, artifacts."""

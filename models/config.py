@@ -1,0 +1,27 @@
+"""Configuration of the two stages at serving and index-build time."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class RetrievalSettings(BaseModel):
+    """First stage: how many candidates and how the index searches."""
+
+    model_config = ConfigDict(frozen=True)
+
+    candidates: int = 100
+    """Candidates retrieved per request before ranking."""
+    exact_max_items: int = 50_000
+    """Catalogs up to this size use exact inner-product search; larger ones use HNSW."""
+    min_index_recall: float = 0.95
+    """Recall@100 against exact search an approximate index must reach at build time."""
+
+
+class RankingSettings(BaseModel):
+    """Second stage: the XGBoost ranker at serving time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    nthread: int = 1
+    """XGBoost threads per request; 1 avoids a 30x slowdown when the other core is busy."""

@@ -1,0 +1,1 @@
+"""Drift monitoring: in-process Welford monitor with PSI/KL, Evidently reports, inference log."""

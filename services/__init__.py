@@ -1,0 +1,1 @@
+"""Composition root: settings, the serving pipeline, BentoML services and the `recsys` CLI."""

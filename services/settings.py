@@ -1,0 +1,94 @@
+"""The one Settings object, read from the environment.
+
+Names kept from the original service: ``FEATURE_STORE_MODE``, ``REDIS_URL``, ``REDIS_HOST``,
+``REDIS_PORT``, ``REDIS_PASSWORD``, ``LOG_LEVEL``, ``DATA_DIR``. Everything else is ``RECSYS_*``,
+with nested sections under ``__`` (e.g. ``RECSYS_REDIS__SOCKET_TIMEOUT_S=0.05``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from feature_store.config import RedisSettings
+from models.config import RankingSettings, RetrievalSettings
+from monitoring.config import DriftSettings
+
+
+class ArtifactSettings(BaseModel):
+    """Which model-store tags the services load."""
+
+    model_config = ConfigDict(frozen=True)
+
+    two_tower_tag: str = "two-tower:latest"
+    """Retriever model (tower weights, FAISS index, id maps)."""
+    ranker_tag: str = "ranker:latest"
+    """XGBoost ranker model."""
+    snapshot_tag: str = "feature-snapshot:latest"
+    """Feature snapshot the embedded store and materialization read."""
+    drift_reference_tag: str = "drift-reference:latest"
+    """Baseline of the ranker's training features for the drift monitor."""
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from the environment (see module docstring for names)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RECSYS_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    feature_store_mode: Literal["parquet", "redis"] = Field(
+        "parquet", validation_alias=AliasChoices("FEATURE_STORE_MODE", "RECSYS_FEATURE_STORE_MODE")
+    )
+    """`parquet`: embedded in-process store (default); `redis`: Redis with embedded fallback."""
+    log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL", "RECSYS_LOG_LEVEL"))
+    """Python logging level."""
+    data_dir: Path | None = Field(
+        None, validation_alias=AliasChoices("DATA_DIR", "RECSYS_DATA_DIR")
+    )
+    """A local MovieLens directory to use instead of downloading."""
+    dataset: str = "ml-1m"
+    """Dataset downloaded when no DATA_DIR is given."""
+    cache_dir: Path = Path.home() / ".cache" / "recsys"
+    """Where downloads go (never inside the repository's tracked files)."""
+    seed: int = 42
+    """Seed for every random choice in training."""
+    retriever_url: str | None = None
+    """URL of a separately deployed RetrieverService; unset = run it as BentoML composes it."""
+    ranker_url: str | None = None
+    """URL of a separately deployed RankerService; unset = run it as BentoML composes it."""
+    redis: RedisSettings = RedisSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    ranking: RankingSettings = RankingSettings()
+    drift: DriftSettings = DriftSettings()
+    artifacts: ArtifactSettings = ArtifactSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_redis_env(cls, values: dict[str, object]) -> dict[str, object]:
+        """Fold the original service's REDIS_URL/HOST/PORT/PASSWORD into the `redis` section."""
+        import os  # the one place the environment is read besides pydantic-settings itself
+
+        plain = {
+            "url": os.environ.get("REDIS_URL"),
+            "host": os.environ.get("REDIS_HOST"),
+            "port": os.environ.get("REDIS_PORT"),
+            "password": os.environ.get("REDIS_PASSWORD"),
+        }
+        given = {k: v for k, v in plain.items() if v is not None}
+        if given:
+            redis = values.get("redis") or {}
+            if isinstance(redis, BaseModel):
+                redis = redis.model_dump()
+            values["redis"] = {**given, **dict(redis)}  # RECSYS_REDIS__* wins
+        return values
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
