@@ -1,0 +1,98 @@
+"""The ONLY module that knows artifact names, files and formats in the BentoML model store.
+
+Models (each a versioned BentoML model; tags come from Settings, `:latest` in dev):
+
+- ``feature-snapshot``: the feature snapshot directory (parquet + schema.json, see
+  `data.snapshot`), the data that the embedded store, materialization and training read.
+- ``two-tower``: tower state_dict, config, item embeddings, FAISS index and id maps.
+- ``ranker``: the XGBoost booster as JSON plus the ordered feature list.
+- ``drift-reference``: baseline statistics and a parquet sample of the ranker's training features.
+
+Every model's metadata carries ``schema_version`` and the feature-snapshot ``feature_version``
+it was built with. Formats are pickle-free.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import bentoml
+
+from data.errors import ArtifactError
+from data.snapshot import FeatureSnapshot
+
+SNAPSHOT_MODEL = "feature-snapshot"
+TWO_TOWER_MODEL = "two-tower"
+RANKER_MODEL = "ranker"
+DRIFT_REFERENCE_MODEL = "drift-reference"
+SCHEMA_VERSION = 1
+
+
+def git_revision() -> str:
+    """The current git commit (short), or "unknown" outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def base_metadata(feature_version: str, **extra: Any) -> dict[str, Any]:
+    """Metadata every artifact records: schema version, feature version, git revision."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "feature_version": feature_version,
+        "git_sha": git_revision(),
+        **extra,
+    }
+
+
+def get_model(tag: str) -> bentoml.Model:
+    """Fetch a model from the store, with an error that says how to create it.
+
+    Raises:
+        ArtifactError: the tag is not in the store.
+    """
+    try:
+        return bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound as exc:
+        wanted = "a model in the BentoML store (run `recsys train`)"
+        raise ArtifactError(tag, wanted, "none") from exc
+
+
+def check_schema(model: bentoml.Model) -> None:
+    """Raise `ArtifactError` when a model was written by an incompatible version of this code."""
+    got = model.info.metadata.get("schema_version")
+    if got != SCHEMA_VERSION:
+        raise ArtifactError(str(model.tag), f"schema_version {SCHEMA_VERSION}", got)
+
+
+def model_exists(tag: str) -> bool:
+    """Whether `tag` resolves in the model store."""
+    try:
+        bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        return False
+    return True
+
+
+# --- feature snapshot -------------------------------------------------------------------------
+
+
+def save_snapshot(snapshot: FeatureSnapshot, labels: dict[str, str] | None = None) -> str:
+    """Store a feature snapshot as a new `feature-snapshot` model; returns its tag."""
+    metadata = base_metadata(snapshot.version, **snapshot.metadata)
+    with bentoml.models.create(SNAPSHOT_MODEL, labels=labels, metadata=metadata) as model:
+        snapshot.write(Path(model.path) / "snapshot")
+    return str(model.tag)
+
+
+def load_snapshot(tag: str = f"{SNAPSHOT_MODEL}:latest") -> FeatureSnapshot:
+    """Load a stored feature snapshot (checks schema version and content hash)."""
+    model = get_model(tag)
+    check_schema(model)
+    return FeatureSnapshot.read(Path(model.path) / "snapshot")
