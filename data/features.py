@@ -4,8 +4,9 @@
 catalog and demographics; every statistic is computed from `period`, and "now" for recency is the
 last timestamp in `period`.
 
-User features: rating count, mean, std, days since last rating, days active, share of ratings in
-each genre (genre affinity), and demographics as integer codes (0 = unknown): age bucket, gender,
+User features: rating count, mean, std, days since last rating, days active, year of the last
+rating, share of ratings in each genre (genre affinity), and demographics as integer codes
+(0 = unknown): age bucket, gender,
 occupation, zip region (first zip digit + 1).
 Item features: rating count, smoothed mean rating, popularity rank (1 = most rated), ratings in
 the last 30 days of the period, release year, days since first rating, genres multi-hot.
@@ -38,6 +39,7 @@ USER_COLUMNS: tuple[str, ...] = (
     "user_std_rating",
     "user_days_since_last",
     "user_days_active",
+    "user_last_year",
     *(f"user_aff_{g}" for g in GENRE_SLUGS),
     "user_age_bucket",
     "user_gender",
@@ -208,15 +210,19 @@ def _user_features(
     seen = count > 0
     since_last = np.where(seen, (now - last) / DAY, 0.0)
     active = np.where(seen, (last - first) / DAY, 0.0)
+    last_year = 1970.0 + np.where(seen, last, now) / (365.25 * DAY)
     affinity = np.zeros((n, genres.shape[1]))
     np.add.at(affinity, upos, genres[item_pos])
     affinity /= safe[:, None]
     demo_frame = users.reindex(user_ids).fillna(UNKNOWN).reset_index()
     demographics = encode_demographics(demo_frame)
-    matrix = np.column_stack([count, mean, std, since_last, active, affinity, demographics])
+    matrix = np.column_stack(
+        [count, mean, std, since_last, active, last_year, affinity, demographics]
+    )
 
     default = np.zeros(len(USER_COLUMNS), dtype=np.float64)
     default[USER_COLUMNS.index("user_mean_rating")] = global_mean
+    default[USER_COLUMNS.index("user_last_year")] = 1970.0 + now / (365.25 * DAY)
     start = USER_COLUMNS.index(f"user_aff_{GENRE_SLUGS[0]}")
     default[start : start + len(GENRES)] = genres[item_pos].mean(axis=0)
     return user_ids, matrix.astype(np.float32), default.astype(np.float32)
