@@ -7,6 +7,7 @@ project raises on purpose (`RecsysError`) print one line and exit with status 1.
 from __future__ import annotations
 
 import json
+import sys
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -32,7 +33,7 @@ app.add_typer(drift_app, name="drift")
 app.add_typer(bench_app, name="bench")
 app.add_typer(helm_app, name="helm")
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
 
 DataDirOption = Annotated[
@@ -60,7 +61,7 @@ def resolve_data_dir(settings: Settings, data_dir: Path | None) -> Path:
         return chosen
     from data.download import ensure_dataset
 
-    return ensure_dataset(settings.dataset, settings.cache_dir)
+    return ensure_dataset(settings.dataset, settings.cache_dir, settings.download_base_url)
 
 
 @data_app.command("stats")
@@ -80,3 +81,71 @@ def data_stats(
     else:
         for key, value in stats.items():
             console.print(f"{key:>28}: {value}")
+
+
+# --- training, evaluation, recommendations ------------------------------------------------------
+
+
+def _print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
+    from rich.table import Table
+
+    from models.evaluation import METRIC_NAMES
+
+    table = Table(title=title)
+    table.add_column("model")
+    for name in METRIC_NAMES:
+        table.add_column(name, justify="right")
+    for model, metrics in rows.items():
+        table.add_row(model, *(f"{metrics[name]:.4f}" for name in METRIC_NAMES))
+    console.print(table)
+
+
+@app.command()
+def train(
+    data_dir: DataDirOption = None,
+    stage: Annotated[
+        str | None, typer.Option(help="Train one stage only: retrieval or ranking.")
+    ] = None,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Do nothing when trained models exist.")
+    ] = False,
+) -> None:
+    """Train the retriever and the ranker (with baselines for comparison) and store them."""
+    from models.train import models_exist, train_all
+
+    settings = get_settings()
+    if if_missing and models_exist(settings.artifacts.two_tower_tag, settings.artifacts.ranker_tag):
+        console.print("trained models found in the BentoML store; nothing to do")
+        return
+    stages = (stage,) if stage else ("retrieval", "ranking")
+    try:
+        report = train_all(resolve_data_dir(settings, data_dir), settings.seed, stages)
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    _print_table("test metrics (DESIGN.md protocol)", report.metrics)
+    console.print({"tags": report.tags, "seconds": report.seconds, **report.info})
+
+
+@app.command()
+def evaluate(
+    data_dir: DataDirOption = None,
+    out: Annotated[Path, typer.Option(help="Where to write the JSON table.")] = Path(
+        "reports/evaluation.json"
+    ),
+) -> None:
+    """Evaluate baselines and the stored models on the protocol's test window."""
+    from models.train import evaluate_all
+
+    settings = get_settings()
+    try:
+        report = evaluate_all(
+            resolve_data_dir(settings, data_dir),
+            settings.artifacts.two_tower_tag,
+            settings.artifacts.ranker_tag,
+        )
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    _print_table("test metrics (DESIGN.md protocol)", report.metrics)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"metrics": report.metrics, **report.info}, indent=2))
+    console.print(f"wrote {out}; seconds: {report.seconds}")
