@@ -7,8 +7,8 @@ project raises on purpose (`RecsysError`) print one line and exit with status 1.
 from __future__ import annotations
 
 import json
-import sys
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
