@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from data.errors import RecsysError
 from services.settings import Settings, get_settings
@@ -50,7 +51,8 @@ def _main() -> None:
 
 
 def _fail(exc: RecsysError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    # One line whatever the terminal width; the message is text, not rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
 
 
@@ -81,6 +83,43 @@ def data_stats(
     else:
         for key, value in stats.items():
             console.print(f"{key:>28}: {value}")
+
+
+@data_app.command("download")
+def data_download(
+    name: Annotated[str, typer.Argument(help="ml-100k, ml-1m, ml-latest-small, ml-25m, ml-32m.")],
+    force: Annotated[bool, typer.Option("--force", help="Download again if cached.")] = False,
+) -> None:
+    """Download a MovieLens dataset from GroupLens into the cache (checksum verified)."""
+    from data.download import download_dataset
+
+    settings = get_settings()
+    try:
+        path = download_dataset(name, settings.cache_dir, force, settings.download_base_url)
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    console.print(f"{name} ready at {path} (use DATA_DIR={path})")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the files into.")],
+    users: Annotated[int, typer.Option("--users", min=1)] = 6040,
+    items: Annotated[int, typer.Option("--items", min=1)] = 3706,
+    ratings: Annotated[int, typer.Option("--ratings", min=1)] = 1_000_209,
+    fmt: Annotated[str, typer.Option("--format", help="ml-100k, ml-1m or ml-latest.")] = "ml-1m",
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+) -> None:
+    """Write synthetic MovieLens files with planted taste clusters (known-answer data)."""
+    from data.synth import generate, write_movielens
+
+    if fmt not in ("ml-100k", "ml-1m", "ml-latest"):
+        raise _fail(RecsysError(f"unknown format {fmt!r}; choose ml-100k, ml-1m or ml-latest"))
+    try:
+        written = write_movielens(generate(users, items, ratings, seed), out, fmt)
+    except ValueError as exc:
+        raise _fail(RecsysError(str(exc))) from exc
+    console.print(f"wrote {ratings} ratings, {users} users, {items} movies ({fmt}) to {written}")
 
 
 # --- training, evaluation, recommendations ------------------------------------------------------

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     """Dataset downloaded when no DATA_DIR is given."""
     cache_dir: Path = Path.home() / ".cache" / "recsys"
     """Where downloads go (never inside the repository's tracked files)."""
+    download_base_url: str = "https://files.grouplens.org/datasets/movielens"
+    """Where `recsys data download` fetches ``<name>.zip`` and ``<name>.zip.md5`` from."""
     seed: int = 42
     """Seed for every random choice in training."""
     retriever_url: str | None = None
