@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 
 from data.errors import ArtifactError
 from data.snapshot import FeatureSnapshot
+
+if TYPE_CHECKING:  # heavy imports (xgboost) only where a ranker is saved or loaded
+    from models.config import RankingSettings
+    from models.ranker import Ranker
 
 SNAPSHOT_MODEL = "feature-snapshot"
 TWO_TOWER_MODEL = "two-tower"
@@ -96,3 +100,53 @@ def load_snapshot(tag: str = f"{SNAPSHOT_MODEL}:latest") -> FeatureSnapshot:
     model = get_model(tag)
     check_schema(model)
     return FeatureSnapshot.read(Path(model.path) / "snapshot")
+
+
+# --- ranker -----------------------------------------------------------------------------------
+
+RANKER_BOOSTER_FILE = "booster.json"
+RANKER_SPEC_FILE = "ranker.json"
+
+
+def save_ranker(
+    ranker: Ranker, metadata: dict[str, Any], labels: dict[str, str] | None = None
+) -> str:
+    """Store a ranker as a new `ranker` model; returns its tag.
+
+    Files: the booster as XGBoost JSON and a JSON spec (ordered feature list, store column order,
+    demographics × genre table). `metadata` should come from `base_metadata`; the feature list
+    and tree count are added to it.
+    """
+    import json
+
+    meta = {**metadata, "feature_names": list(ranker.feature_names), "trees": ranker.n_trees}
+    meta.setdefault("schema_version", SCHEMA_VERSION)
+    with bentoml.models.create(RANKER_MODEL, labels=labels, metadata=meta) as model:
+        ranker.booster.save_model(str(Path(model.path) / RANKER_BOOSTER_FILE))
+        (Path(model.path) / RANKER_SPEC_FILE).write_text(json.dumps(ranker.spec()))
+    return str(model.tag)
+
+
+def load_ranker(
+    tag: str = f"{RANKER_MODEL}:latest", settings: RankingSettings | None = None
+) -> Ranker:
+    """Load a stored ranker (checks schema version and the ordered feature list).
+
+    Raises:
+        ArtifactError: unknown tag, other schema version, or a feature list this code lacks.
+    """
+    import json
+
+    import xgboost as xgb
+
+    from models.ranker import Ranker
+
+    model = get_model(tag)
+    check_schema(model)
+    booster = xgb.Booster()
+    booster.load_model(str(Path(model.path) / RANKER_BOOSTER_FILE))
+    spec = json.loads((Path(model.path) / RANKER_SPEC_FILE).read_text())
+    try:
+        return Ranker.from_spec(booster, spec, settings)
+    except ArtifactError as exc:
+        raise ArtifactError(str(model.tag), exc.expected, exc.got) from exc
