@@ -32,6 +32,12 @@ class RedisSettings(BaseModel):
     """Consecutive failures that open the circuit breaker."""
     reset_timeout_s: float = 5.0
     """How long the breaker stays open before letting one trial read through."""
+    active_version_ttl_s: float = 1.0
+    """How long a process caches the active-version pointer (rs:v1:active) before re-reading."""
+    materialize_timeout_s: float = 10.0
+    """Socket timeout of the materialization client (big pipelined batches, not the hot path)."""
+    materialize_batch_size: int = 2000
+    """Rows per MSET when materializing."""
 
     @property
     def resolved_url(self) -> str:
@@ -49,4 +55,8 @@ class RedisSettings(BaseModel):
             raise ValueError("redis timeouts must be positive")
         if self.failure_threshold < 1:
             raise ValueError("redis failure_threshold must be at least 1")
+        if self.reset_timeout_s <= 0 or self.active_version_ttl_s < 0:
+            raise ValueError("redis reset_timeout_s must be positive, active_version_ttl_s >= 0")
+        if self.max_connections < 1 or self.materialize_batch_size < 1:
+            raise ValueError("redis max_connections and materialize_batch_size must be >= 1")
         return self
