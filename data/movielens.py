@@ -68,8 +68,10 @@ def detect_format(directory: str | Path) -> DataFormat:
         DataFormatError: no known layout matches; the message lists what was expected.
     """
     path = Path(directory)
-    if not path.is_dir():
+    if not path.exists():
         raise DataError(f"data directory {path} does not exist (set DATA_DIR or pass a path)")
+    if not path.is_dir():
+        raise DataError(f"{path} is a file; expected a MovieLens directory")
     for fmt, files in _FORMAT_FILES.items():
         if (path / files[0]).exists():
             missing = [f for f in files if not (path / f).exists()]
@@ -167,11 +169,33 @@ def _read_table(path: Path, sep: str, n_fields: int, encoding: str) -> pd.DataFr
     except pd.errors.ParserError:
         _check_fields(path, text.splitlines(), sep, n_fields)
         raise
-    if frame.shape[1] != n_fields:
-        _check_fields(path, text.splitlines(), sep, n_fields)
+    lines = text.splitlines()
+    # Short lines come back padded with "": every line must hold exactly n_fields - 1 separators.
+    if frame.shape[1] != n_fields or text.count(sep) != len(frame) * (n_fields - 1):
+        _check_fields(path, lines, sep, n_fields)
         raise DataError(f"{path}: expected {n_fields} fields per line, found {frame.shape[1]}")
-    frame.attrs["lines"] = text.splitlines()
+    _remember_lines(frame, lines, header=False)
     return frame
+
+
+def _remember_lines(frame: pd.DataFrame, lines: list[str], header: bool) -> None:
+    """Keep the text lines, and each row's line number when pandas skipped empty lines."""
+    frame.attrs["lines"] = lines
+    frame.attrs["header"] = header
+    if "" in lines:
+        numbers = np.flatnonzero(np.array([bool(line) for line in lines])) + 1
+        frame.attrs["line_numbers"] = numbers[1:] if header else numbers
+
+
+def _line_of(frame: pd.DataFrame, row: int) -> tuple[int, str]:
+    """The 1-based line number and text of data row `row` of `frame`."""
+    numbers = frame.attrs.get("line_numbers")
+    if numbers is not None and row < len(numbers):
+        line_no = int(numbers[row])
+    else:
+        line_no = row + 1 + int(frame.attrs.get("header", False))
+    lines = frame.attrs.get("lines", [])
+    return line_no, lines[line_no - 1] if line_no - 1 < len(lines) else ""
 
 
 def _read_csv(path: Path, n_fields: int) -> pd.DataFrame:
@@ -191,9 +215,14 @@ def _read_csv(path: Path, n_fields: int) -> pd.DataFrame:
         raise DataError(f"{path} has a header but no rows")
     if frame.shape[1] != n_fields:
         raise DataError(f"{path}: expected {n_fields} columns, found {list(frame.columns)}")
+    if (frame == "").to_numpy().any():  # short rows come back padded with ""
+        for i, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+            if row and len(row) != n_fields:
+                raise MalformedLineError(
+                    str(path), i, f"expected {n_fields} comma-separated fields, got {len(row)}"
+                )
     frame.columns = range(n_fields)
-    frame.attrs["header"] = True
-    frame.attrs["lines"] = text.splitlines()
+    _remember_lines(frame, text.splitlines(), header=True)
     return frame
 
 
@@ -204,13 +233,29 @@ def _column(
     values = frame[col]
     try:
         return kind(values)
-    except (ValueError, TypeError):
-        converted = pd.to_numeric(values, errors="coerce")
-        bad = int(np.flatnonzero(converted.isna().to_numpy())[0])
-        line_no = bad + 1 + (1 if frame.attrs.get("header") else 0)
-        lines = frame.attrs.get("lines", [])
-        line = lines[line_no - 1] if line_no - 1 < len(lines) else ""
+    except (ValueError, TypeError, OverflowError):
+        bad = _first_bad(values, integer=kind is _ints)
+        line_no, line = _line_of(frame, bad)
         raise MalformedLineError(str(path), line_no, f"{what} {values.iloc[bad]!r}", line) from None
+
+
+def _first_bad(values: pd.Series, integer: bool) -> int:
+    """Row of the first value that is not a number (not an integer when `integer`)."""
+    converted = pd.to_numeric(values, errors="coerce")
+    bad = converted.isna().to_numpy()
+    if integer:
+        bad |= (converted != converted.round()).to_numpy()
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        return int(rows[0])
+    for i, value in enumerate(values):  # e.g. an integer too large for int64
+        try:
+            int(value) if integer else float(value)
+            if integer and abs(int(value)) >= 2**63:
+                return i
+        except (ValueError, TypeError):
+            return i
+    return 0
 
 
 def _ints(values: pd.Series) -> pd.Series:
@@ -235,11 +280,21 @@ def _interactions(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     )
     bad = np.flatnonzero(~out["rating"].between(0.5, 5.0).to_numpy())
     if bad.size:
-        line_no = int(bad[0]) + 1 + (1 if frame.attrs.get("header") else 0)
+        line_no, line = _line_of(frame, int(bad[0]))
         raise MalformedLineError(
-            str(path), line_no, f"rating {out['rating'].iloc[bad[0]]} outside 0.5..5"
+            str(path), line_no, f"rating {out['rating'].iloc[bad[0]]} outside 0.5..5", line
         )
     return out
+
+
+def _check_unique(frame: pd.DataFrame, ids: pd.Series, path: Path, what: str) -> None:
+    """A catalog or users file lists each id once."""
+    dup = np.flatnonzero(ids.duplicated().to_numpy())
+    if dup.size:
+        line_no, line = _line_of(frame, int(dup[0]))
+        raise MalformedLineError(
+            str(path), line_no, f"{what} {ids.iloc[dup[0]]} listed twice", line
+        )
 
 
 def _drop_unknown_items(
@@ -271,13 +326,14 @@ def _items_100k(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     flags = frame.loc[:, 5:23]
     if not flags.isin(["0", "1"]).all().all():
         row = int(np.flatnonzero(~flags.isin(["0", "1"]).all(axis=1).to_numpy())[0])
-        raise MalformedLineError(str(path), row + 1, "genre flags must be 0 or 1")
+        line_no, line = _line_of(frame, row)
+        raise MalformedLineError(str(path), line_no, "genre flags must be 0 or 1", line)
     flag_values = flags.to_numpy() == "1"
     genres = [_genre_tuple([_ML100K_GENRES[j] for j in np.flatnonzero(r)]) for r in flag_values]
     titles = frame[1].str.strip()
     year = _year(titles)
     release = pd.to_datetime(frame[2], format="%d-%b-%Y", errors="coerce").dt.year
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "item_id": _column(frame, 0, path, _ints, "movie id is not an integer:"),
             "title": titles,
@@ -285,11 +341,13 @@ def _items_100k(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
             "genres": genres,
         }
     )
+    _check_unique(frame, out["item_id"], path, "movie id")
+    return out
 
 
 def _items_from_pipe_genres(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     titles = frame[1].str.strip()
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "item_id": _column(frame, 0, path, _ints, "movie id is not an integer:"),
             "title": titles,
@@ -297,6 +355,8 @@ def _items_from_pipe_genres(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
             "genres": [_genre_tuple(g.split("|")) for g in frame[2]],
         }
     )
+    _check_unique(frame, out["item_id"], path, "movie id")
+    return out
 
 
 def _age_bucket(age: int) -> str:
@@ -307,7 +367,7 @@ def _age_bucket(age: int) -> str:
 
 def _users_100k(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     ages = _column(frame, 1, path, _ints, "age is not an integer:")
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "user_id": _column(frame, 0, path, _ints, "user id is not an integer:"),
             "gender": frame[2].where(frame[2].isin(["M", "F"]), UNKNOWN),
@@ -316,11 +376,13 @@ def _users_100k(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
             "zip_code": frame[4].replace("", UNKNOWN),
         }
     )
+    _check_unique(frame, out["user_id"], path, "user id")
+    return out
 
 
 def _users_1m(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     occ = _column(frame, 3, path, _ints, "occupation code is not an integer:")
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "user_id": _column(frame, 0, path, _ints, "user id is not an integer:"),
             "gender": frame[1].where(frame[1].isin(["M", "F"]), UNKNOWN),
@@ -329,3 +391,5 @@ def _users_1m(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
             "zip_code": frame[4].replace("", UNKNOWN),
         }
     )
+    _check_unique(frame, out["user_id"], path, "user id")
+    return out

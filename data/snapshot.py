@@ -10,8 +10,8 @@ On disk a snapshot is one directory:
 - ``schema.json``: column order, default rows for unknown users/items, the content hash
   (``version``) and free-form metadata (dataset fingerprint, period end, ...)
 
-``version`` is a content hash of the feature matrices, ids and column names, so the same inputs
-always give the same version and any change gives a new one.
+``version`` is a content hash of the feature matrices, ids, column names, catalog and history, so
+the same inputs always give the same version and any change gives a new one.
 """
 
 from __future__ import annotations
@@ -63,6 +63,10 @@ class FeatureSnapshot:
                       self.default_user, self.default_item):  # fmt: skip
             digest.update(np.ascontiguousarray(array).tobytes())
         digest.update("|".join((*self.user_columns, "#", *self.item_columns)).encode())
+        # Catalog and history are served too (titles, seen items): a change must show.
+        for frame in (self.catalog, self.history):
+            digest.update("|".join(map(str, frame.columns)).encode())
+            digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
         return digest.hexdigest()[:16]
 
     def user_rows(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,28 +112,38 @@ class FeatureSnapshot:
         missing = [f for f in _FILES if not (path / f).exists()]
         if missing:
             raise ArtifactError(str(path), f"snapshot files {_FILES}", f"missing {missing}")
-        schema = json.loads((path / "schema.json").read_text())
-        if schema.get("schema_version") != SCHEMA_VERSION:
-            raise ArtifactError(str(path), SCHEMA_VERSION, schema.get("schema_version"))
-        users = pd.read_parquet(path / "users.parquet")
-        items = pd.read_parquet(path / "items.parquet")
-        user_columns = tuple(schema["user_columns"])
-        item_columns = tuple(schema["item_columns"])
-        snapshot = cls(
-            user_ids=users["user_id"].to_numpy(np.int64),
-            user_matrix=users[list(user_columns)].to_numpy(np.float32),
-            user_columns=user_columns,
-            item_ids=items["item_id"].to_numpy(np.int64),
-            item_matrix=items[list(item_columns)].to_numpy(np.float32),
-            item_columns=item_columns,
-            default_user=np.asarray(schema["default_user"], dtype=np.float32),
-            default_item=np.asarray(schema["default_item"], dtype=np.float32),
-            catalog=pd.read_parquet(path / "catalog.parquet"),
-            history=pd.read_parquet(path / "history.parquet"),
-            metadata=schema["metadata"],
-        )
-        if snapshot.version != schema["version"]:
-            raise ArtifactError(str(path), f"content hash {schema['version']}", snapshot.version)
+        try:
+            schema = json.loads((path / "schema.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ArtifactError(str(path), "a JSON schema.json", f"unreadable ({exc})") from exc
+        if not isinstance(schema, dict) or schema.get("schema_version") != SCHEMA_VERSION:
+            got = schema.get("schema_version") if isinstance(schema, dict) else type(schema)
+            raise ArtifactError(str(path), f"schema_version {SCHEMA_VERSION}", got)
+        try:
+            users = pd.read_parquet(path / "users.parquet")
+            items = pd.read_parquet(path / "items.parquet")
+            user_columns = tuple(schema["user_columns"])
+            item_columns = tuple(schema["item_columns"])
+            snapshot = cls(
+                user_ids=users["user_id"].to_numpy(np.int64),
+                user_matrix=users[list(user_columns)].to_numpy(np.float32),
+                user_columns=user_columns,
+                item_ids=items["item_id"].to_numpy(np.int64),
+                item_matrix=items[list(item_columns)].to_numpy(np.float32),
+                item_columns=item_columns,
+                default_user=np.asarray(schema["default_user"], dtype=np.float32),
+                default_item=np.asarray(schema["default_item"], dtype=np.float32),
+                catalog=pd.read_parquet(path / "catalog.parquet"),
+                history=pd.read_parquet(path / "history.parquet"),
+                metadata=schema["metadata"],
+            )
+        # A hand-edited or truncated file: unreadable parquet, missing columns, unsorted ids.
+        except (KeyError, TypeError, ValueError, OSError, AssertionError) as exc:
+            raise ArtifactError(str(path), "a readable, consistent snapshot", repr(exc)) from exc
+        if snapshot.version != schema.get("version"):
+            raise ArtifactError(
+                str(path), f"content hash {schema.get('version')}", snapshot.version
+            )
         return snapshot
 
 

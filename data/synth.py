@@ -4,8 +4,9 @@ What is planted (so tests can check that a model learns it):
 
 - taste clusters: every item belongs to one cluster, and each cluster has three core genres that
   most of its items carry;
-- each user prefers one cluster (a third of users also a second one); about 80% of a user's
-  ratings fall in their clusters, and ratings there are about 1.5 stars higher;
+- each user prefers one cluster (a third of users also a second one); 80% of a user's draws fall
+  in their clusters (fewer ratings do when a user has rated most of their clusters' items, as
+  pairs are distinct), and ratings there are about 1.5 stars higher;
 - Zipf-like popularity (weight ``1 / rank**0.9``) within clusters and overall;
 - per-user timestamps that strictly increase, in sessions of a few minutes spread over months;
 - demographics (gender, age bucket, occupation, zip region) drawn from per-cluster distributions.
@@ -132,7 +133,9 @@ def generate(
         )
     rng = np.random.default_rng(seed)
     k = max(1, min(n_clusters, n_items))
-    core = np.stack([rng.choice(len(SYNTH_GENRES), 3, replace=False) for _ in range(k)])
+    # Core genres dealt from one shuffled deck: distinct across clusters while they last.
+    deck = rng.permutation(len(SYNTH_GENRES))
+    core = deck[np.arange(3 * k).reshape(k, 3) % len(SYNTH_GENRES)]
 
     items, item_cluster, popularity, quality = _items(rng, n_items, k, core)
     user_cluster = rng.integers(0, k, n_users)
