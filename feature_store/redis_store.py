@@ -206,10 +206,10 @@ class RedisFeatureStore:
         missing = int(user_raw is None)
         bad = int(user_raw is not None and len(user_raw) != user_width)
         user_ok = missing == 0 and bad == 0
-        user = np.frombuffer(user_raw, keys.ROW_DTYPE) if user_ok else meta.default_user
+        user = np.frombuffer(user_raw, keys.ROW_DTYPE) if user_ok else meta.default_user.copy()
         n = len(item_raw)
         if all(v is not None and len(v) == item_width for v in item_raw):
-            items = np.frombuffer(b"".join(item_raw), keys.ROW_DTYPE).reshape(n, -1)
+            items = np.frombuffer(b"".join(item_raw), keys.ROW_DTYPE).reshape(n, item_width // 4)
             items_ok = np.ones(n, dtype=bool)
         else:
             items = np.empty((n, len(meta.item_columns)), dtype=np.float32)
