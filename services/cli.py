@@ -280,3 +280,21 @@ def helm_check(
         raise _fail(exc) from exc
     for line in report.lines():
         console.print(line, highlight=False)
+
+
+@helm_app.command("check")
+def helm_check(
+    chart: Annotated[Path, typer.Option("--chart", help="Chart directory.")] = Path("k8s"),
+    kube_version: Annotated[
+        str, typer.Option("--kube-version", help="Kubernetes version of the schemas.")
+    ] = "1.31",
+) -> None:
+    """Lint the chart, render default/production/KServe values, schema-check every object."""
+    from services.helm import check_chart
+
+    try:
+        report = check_chart(chart, kube_version=kube_version)
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    for line in report.lines():
+        console.print(line, highlight=False)

