@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
+import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from data.snapshot import FeatureSnapshot
@@ -71,8 +73,9 @@ def materialize(
     client = make_client(settings, socket_timeout_s=settings.materialize_timeout_s)
     version = snapshot.version
     try:
+        node = version_node(client, version)
         _write_rows(
-            client,
+            node,
             version,
             "u",
             snapshot.user_ids,
@@ -81,7 +84,7 @@ def materialize(
             progress,
         )
         _write_rows(
-            client,
+            node,
             version,
             "i",
             snapshot.item_ids,
@@ -89,8 +92,8 @@ def materialize(
             settings.materialize_batch_size,
             progress,
         )
-        client.set(keys.meta_key(version), _meta_json(snapshot))
-        verified = _verify(client, snapshot, verify_sample, seed)
+        node.set(keys.meta_key(version), _meta_json(snapshot))
+        verified = _verify(node, snapshot, verify_sample, seed)
         raw_previous = client.set(keys.ACTIVE_KEY, version, get=True)  # atomic switch
         previous = raw_previous.decode() if raw_previous is not None else None
         deleted = 0
@@ -122,8 +125,21 @@ def materialize(
     return report
 
 
+def version_node(client: RedisClient, version: str) -> redis.Redis:
+    """A plain client for the node holding `version`'s slot (the client itself if not a cluster).
+
+    Every key of a version shares its hash tag, hence one slot on one node; talking to that node
+    directly allows pipelined MSETs (which redis-py's cluster pipeline refuses) and a SCAN of
+    one node instead of all.
+    """
+    if isinstance(client, RedisCluster):
+        node = client.get_node_from_key(keys.meta_key(version))
+        return client.get_redis_connection(node)
+    return client
+
+
 def _write_rows(
-    client: RedisClient,
+    client: redis.Redis,
     version: str,
     kind: str,
     ids: np.ndarray,
@@ -163,7 +179,7 @@ def _meta_json(snapshot: FeatureSnapshot) -> str:
     )
 
 
-def _verify(client: RedisClient, snapshot: FeatureSnapshot, sample: int, seed: int) -> int:
+def _verify(client: redis.Redis, snapshot: FeatureSnapshot, sample: int, seed: int) -> int:
     """Read back `sample` users and items (first and last included) and compare bytes."""
     rng = np.random.default_rng(seed)
     checked = 0
@@ -189,8 +205,8 @@ def _verify(client: RedisClient, snapshot: FeatureSnapshot, sample: int, seed: i
     return checked
 
 
-def delete_version(client: RedisClient, version: str, batch: int = 1000) -> int:
-    """Delete every key of `version` (SCAN + UNLINK in batches); returns how many."""
+def delete_version(client: redis.Redis, version: str, batch: int = 1000) -> int:
+    """Delete every key of `version` (SCAN + UNLINK in batches) on its node; returns how many."""
     deleted = 0
     pending: list[bytes] = []
     for key in client.scan_iter(match=keys.version_pattern(version), count=batch):
