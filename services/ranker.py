@@ -1,0 +1,93 @@
+"""RankerService: the second stage as its own BentoML service (bentos/ranker/bentofile.yaml).
+
+A thin shell: it declares the `ranker` and `feature-snapshot` models (tags from Settings, so a
+bento freezes exact versions), builds the feature store from Settings (embedded parquet store, or
+Redis behind a circuit breaker with the embedded store as fallback) and delegates to
+`models.ranker.Ranker`.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+from bentoml.exceptions import InvalidArgument
+from bentoml.models import BentoModel
+from pydantic import Field
+
+from feature_store.resilient import build_feature_store
+from models import artifacts
+from services.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+MAX_CANDIDATES = 1000
+
+
+@bentoml.service(
+    name="ranker",
+    # BentoML 1.4 keeps a timer per request for `timeout` seconds: keep it short (DESIGN.md).
+    traffic={"timeout": 10},
+    workers=1,
+)
+class RankerService:
+    """Re-scores first-stage candidates with the XGBoost ranker."""
+
+    ranker_model = BentoModel(get_settings().artifacts.ranker_tag)
+    snapshot_model = BentoModel(get_settings().artifacts.snapshot_tag)
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.ranker = artifacts.load_ranker(str(self.ranker_model.tag), settings.ranking)
+        snapshot = artifacts.load_snapshot(str(self.snapshot_model.tag))
+        self.store = build_feature_store(settings.feature_store_mode, settings.redis, snapshot)
+        self.ranker.check_store(self.store)
+        self.model_version = {
+            "ranker": str(artifacts.get_model(str(self.ranker_model.tag)).tag),
+            "feature_version": self.store.version,
+        }
+        self._ready = True
+        # Loaded objects live for the process: keep them out of every GC pass (DESIGN.md traps).
+        gc.freeze()
+        logger.info("ranker service ready: %s", self.model_version)
+
+    def __is_ready__(self) -> bool:
+        return self._ready
+
+    @bentoml.api
+    def rank(
+        self,
+        user_id: int,
+        item_ids: Annotated[list[int], Field(min_length=1, max_length=MAX_CANDIDATES)],
+        retrieval_scores: list[float] | None = None,
+        k: Annotated[int, Field(ge=1, le=100)] = 10,
+        explain: bool = False,
+    ) -> dict[str, Any]:
+        """Order `item_ids` for `user_id` and return the best `k`.
+
+        Args:
+            user_id: MovieLens user id; unknown users get default features.
+            item_ids: candidates in retrieval order.
+            retrieval_scores: first-stage scores aligned with `item_ids` (optional).
+            k: how many items to return (1..100).
+            explain: add each item's top three feature contributions.
+        """
+        if retrieval_scores is not None and len(retrieval_scores) != len(item_ids):
+            raise InvalidArgument(
+                f"retrieval_scores has {len(retrieval_scores)} values for {len(item_ids)} item_ids"
+            )
+        scores = None if retrieval_scores is None else np.asarray(retrieval_scores, np.float32)
+        result = self.ranker.rank(
+            user_id, np.asarray(item_ids, dtype=np.int64), scores, self.store, k, explain
+        )
+        items: list[dict[str, Any]] = [
+            {"item_id": int(i), "score": float(s)}
+            for i, s in zip(result.item_ids, result.scores, strict=True)
+        ]
+        if result.contributions is not None:
+            for item, top in zip(items, result.contributions, strict=True):
+                item["contributions"] = [{"feature": f, "value": v} for f, v in top]
+        return {"items": items, "model_version": self.model_version}
