@@ -155,23 +155,23 @@ def _check_fields(path: Path, lines: list[str], sep: str, n_fields: int) -> None
 
 def _read_table(path: Path, sep: str, n_fields: int, encoding: str) -> pd.DataFrame:
     """Read a separator-delimited file with no quoting into a frame of strings."""
-    text = _decode(path, encoding)
+    original = _decode(path, encoding)
+    lines = original.splitlines()  # for messages: the file's own text, line by line
+    text, parse_sep = original, sep
     if sep == "::":
         if "\t" in text:
             raise DataError(f"{path} contains tab characters; expected '::'-separated fields")
-        text = text.replace("::", "\t")
-        sep = "\t"
+        text, parse_sep = text.replace("::", "\t"), "\t"
     try:
         frame = pd.read_csv(
-            io.StringIO(text), sep=sep, header=None, dtype=str, quoting=csv.QUOTE_NONE,
+            io.StringIO(text), sep=parse_sep, header=None, dtype=str, quoting=csv.QUOTE_NONE,
             keep_default_na=False, engine="c",
         )  # fmt: skip
-    except pd.errors.ParserError:
-        _check_fields(path, text.splitlines(), sep, n_fields)
-        raise
-    lines = text.splitlines()
+    except pd.errors.ParserError as exc:
+        _check_fields(path, lines, sep, n_fields)
+        raise DataError(f"{path}: cannot parse ({exc})") from exc
     # Short lines come back padded with "": every line must hold exactly n_fields - 1 separators.
-    if frame.shape[1] != n_fields or text.count(sep) != len(frame) * (n_fields - 1):
+    if frame.shape[1] != n_fields or text.count(parse_sep) != len(frame) * (n_fields - 1):
         _check_fields(path, lines, sep, n_fields)
         raise DataError(f"{path}: expected {n_fields} fields per line, found {frame.shape[1]}")
     _remember_lines(frame, lines, header=False)
