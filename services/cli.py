@@ -159,6 +159,25 @@ def bench_features(
         console.print(f"{fig.name:>52}: {fig.value:9.3f} {fig.unit}{verdict}")
 
 
+@bench_app.command("ranking")
+def bench_ranking(
+    requests: Annotated[int, typer.Option(help="Timed requests of 100 candidates.")] = 3000,
+) -> None:
+    """Time fetching features and scoring 100 candidates in process (p50/p99)."""
+    from models.ranker_bench import bench_ranking as run
+
+    s = get_settings()
+    try:
+        b = run(s.artifacts.ranker_tag, s.artifacts.snapshot_tag, s.ranking,
+                s.feature_store_mode, s.redis, requests)  # fmt: skip
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    console.print(f"{b.source}: {b.trees} trees, {b.features} features, {b.requests} requests")
+    for step in b.p50_ms:
+        console.print(f"{step:>9}: p50 {b.p50_ms[step]:.3f} ms  p99 {b.p99_ms[step]:.3f} ms")
+    console.print(f"target p50 < 0.5 ms, p99 < 1.5 ms: {'ok' if b.ok else 'MISSED'}")
+
+
 @data_app.command("download")
 def data_download(
     name: Annotated[str, typer.Argument(help="ml-100k, ml-1m, ml-latest-small, ml-25m, ml-32m.")],
