@@ -21,7 +21,7 @@ class FeatureRows:
     items: np.ndarray  # (N, Fi) float32
     user_found: bool
     items_found: np.ndarray  # (N,) bool
-    backend: str  # which store answered: "memory" or "redis"
+    backend: str  # who answered: "memory", "redis", or "redis+memory" (some rows patched)
 
 
 class FeatureStore(Protocol):

@@ -51,6 +51,10 @@ class RedisSettings(BaseModel):
     def _check(self) -> RedisSettings:
         if self.url is not None and not self.url.strip():
             raise ValueError("redis url is empty: unset it or give redis://host:port")
+        if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"redis url must start with redis://, rediss:// or unix://: {self.url}"
+            )
         if self.socket_timeout_s <= 0 or self.connect_timeout_s <= 0:
             raise ValueError("redis timeouts must be positive")
         if self.failure_threshold < 1:

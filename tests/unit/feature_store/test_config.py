@@ -17,6 +17,7 @@ def test_url_wins_over_host_and_port() -> None:
     "bad",
     [
         {"url": "  "},  # an empty URL is a typo, not "use host/port"
+        {"url": "localhost:6379"},  # no scheme: redis-py would misread it
         {"socket_timeout_s": 0},  # no timeout means a hung Redis hangs every request
         {"connect_timeout_s": -1},  # negative timeout
         {"failure_threshold": 0},  # the breaker would open without failures
