@@ -24,6 +24,26 @@ class DriftSettings(BaseModel):
     """Where the rotating parquet inference log and drift reports are written."""
     log_max_rows: int = 200_000
     """Rows kept in the inference log before the oldest file is deleted."""
+    log_flush_rows: int = 5_000
+    """Rows buffered in memory before the inference log writes them as one parquet file."""
+    log_rows_per_request: int = 10
+    """Rows logged per sampled request (an evenly strided subset; 0 = every row)."""
+    bins: int = 10
+    """Quantile bins per numeric feature in the training baseline."""
+    max_categories: int = 30
+    """Most frequent categories kept per categorical feature; the rest count as `other`."""
+    rows_per_request: int = 10
+    """Rows per request the monitor looks at (an evenly strided subset; 0 = every row)."""
+    block_requests: int = 32
+    """Requests staged before the monitor folds them into the window in one vectorised step."""
+    min_window_requests: int = 100
+    """Below this many requests in the window every status is `insufficient_data`."""
+    smoothing: float = 1e-4
+    """Floor on bin frequencies before PSI/KL, so empty bins stay finite."""
+    report_max_rows: int = 20_000
+    """Logged rows the Evidently job samples at most (keeps it fast on large logs)."""
+    report_dir: Path = Path("reports/drift")
+    """Where `recsys drift report` writes its HTML and JSON by default."""
 
     @model_validator(mode="after")
     def _check(self) -> DriftSettings:
@@ -31,4 +51,10 @@ class DriftSettings(BaseModel):
             raise ValueError("drift thresholds need 0 < psi_warn < psi_drift")
         if not 0.0 <= self.log_sample_rate <= 1.0:
             raise ValueError("drift log_sample_rate must be within 0..1")
+        if min(self.window, self.block_requests, self.max_categories) < 1 or self.bins < 2:
+            raise ValueError("drift needs window, block_requests, max_categories >= 1, bins >= 2")
+        if self.log_flush_rows < 1 or self.log_max_rows < self.log_flush_rows:
+            raise ValueError("drift needs 1 <= log_flush_rows <= log_max_rows")
+        if not 0.0 < self.smoothing < 0.01:
+            raise ValueError("drift smoothing must be within (0, 0.01)")
         return self
