@@ -44,3 +44,17 @@ def training() -> np.ndarray:
 def baseline(training: np.ndarray) -> Baseline:
     """Baseline of `training`."""
     return Baseline.from_matrix(training, NAMES, categorical=CATEGORICAL)
+
+
+class Traffic:
+    """Access to the generator from tests (importlib mode cannot import conftest)."""
+
+    names = NAMES
+    categorical = CATEGORICAL
+    draw = staticmethod(draw)
+
+
+@pytest.fixture(scope="session")
+def traffic() -> type[Traffic]:
+    """Feature names and the traffic generator."""
+    return Traffic
