@@ -328,12 +328,13 @@ def _timestamps(rng: np.random.Generator, user_idx: np.ndarray, n_users: int) ->
     k = np.arange(len(users)) - first  # position of the rating in its user's sequence
     session_len = rng.integers(5, 30, n_users)[users]
     span_days = np.clip(rng.lognormal(np.log(90), 1.0, n_users), 1, 900)[users]
-    n_sessions = np.maximum(np.bincount(users, minlength=n_users)[users] // session_len, 1)
-    session_gap = span_days * 86_400 / n_sessions
     new_session = (k % session_len == 0) & (k > 0)
+    # Session gaps: exponential shares of the user's span, normalised so they add up to it.
+    share = np.where(new_session, rng.exponential(1.0, len(users)), 0.0)
+    share /= np.maximum(np.bincount(users, weights=share, minlength=n_users), 1e-12)[users]
     step = np.where(
         new_session,
-        3_600 + rng.exponential(1.0, len(users)) * session_gap,
+        3_600 + share * span_days * 86_400,
         20 + rng.exponential(90.0, len(users)),
     ).astype(np.int64)
     step[k == 0] = 0
