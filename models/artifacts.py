@@ -150,3 +150,58 @@ def load_ranker(
         return Ranker.from_spec(booster, spec, settings)
     except ArtifactError as exc:
         raise ArtifactError(str(model.tag), exc.expected, exc.got) from exc
+
+
+# --- drift reference ----------------------------------------------------------------------------
+
+DRIFT_BASELINE_FILE = "baseline.json"
+DRIFT_SAMPLE_FILE = "reference.parquet"
+
+
+def save_drift_reference(
+    baseline: Any,
+    sample: Any,
+    feature_version: str,
+    labels: dict[str, str] | None = None,
+    **metadata: Any,
+) -> str:
+    """Store the ranker's training-feature baseline as a new `drift-reference` model.
+
+    Args:
+        baseline: `monitoring.baseline.Baseline` of the ranker's training matrix.
+        sample: `pandas.DataFrame` of training feature rows (`monitoring.baseline.
+            reference_sample`), the Evidently job's reference.
+        feature_version: the feature snapshot's version the features came from.
+        labels: BentoML labels.
+        **metadata: extra metadata (e.g. the ranker tag).
+
+    Returns:
+        The new model's tag.
+    """
+    meta = base_metadata(
+        feature_version, features=baseline.names, n_rows=baseline.n_rows, **metadata
+    )
+    with bentoml.models.create(DRIFT_REFERENCE_MODEL, labels=labels, metadata=meta) as model:
+        baseline.to_json(Path(model.path) / DRIFT_BASELINE_FILE)
+        sample.to_parquet(Path(model.path) / DRIFT_SAMPLE_FILE, index=False)
+    return str(model.tag)
+
+
+def load_drift_reference(tag: str = f"{DRIFT_REFERENCE_MODEL}:latest") -> tuple[Any, Any]:
+    """Load a stored drift reference: (`Baseline`, reference sample `DataFrame`).
+
+    Raises:
+        ArtifactError: unknown tag, other schema version, or sample columns that differ from
+            the baseline's features.
+    """
+    import pandas as pd
+
+    from monitoring.baseline import Baseline
+
+    model = get_model(tag)
+    check_schema(model)
+    baseline = Baseline.from_json(Path(model.path) / DRIFT_BASELINE_FILE)
+    sample = pd.read_parquet(Path(model.path) / DRIFT_SAMPLE_FILE)
+    if list(sample.columns) != baseline.names:
+        raise ArtifactError(str(model.tag), baseline.names, list(sample.columns))
+    return baseline, sample

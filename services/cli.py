@@ -317,3 +317,52 @@ def helm_check(
         raise _fail(exc) from exc
     for line in report.lines():
         console.print(line, highlight=False)
+
+
+@drift_app.command("report")
+def drift_report(
+    current: Annotated[
+        Path | None, typer.Option(help="Inference-log dir or parquet (default: drift.log_dir).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output dir (default: reports/drift).")] = None,
+    method: Annotated[str, typer.Option(help="Score that decides drift: psi or kl.")] = "psi",
+) -> None:
+    """Evidently drift report (PSI and KL per feature) of logged traffic vs the training sample."""
+    from models.artifacts import load_drift_reference
+    from monitoring.drift import DriftSpec, run_drift_report
+
+    s = get_settings()
+    try:
+        baseline, sample = load_drift_reference(s.artifacts.drift_reference_tag)
+        spec = DriftSpec.from_baseline(
+            baseline, method=method, threshold=s.drift.psi_drift, max_rows=s.drift.report_max_rows
+        )
+        result = run_drift_report(
+            current or s.drift.log_dir, sample, out or s.drift.report_dir, spec
+        )
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    console.print(result.summary(), highlight=False)
+
+
+@bench_app.command("drift")
+def bench_drift(
+    requests: Annotated[int, typer.Option(help="Timed monitor updates (100 x 50 each).")] = 20_000,
+    logged: Annotated[int, typer.Option(help="Logged requests for the report job.")] = 100_000,
+    rows: Annotated[int, typer.Option(help="Logged rows per request.")] = 10,
+) -> None:
+    """Time the drift monitor per request and the Evidently job on a generated log."""
+    from monitoring.bench import bench_drift_report, bench_monitor
+
+    m = bench_monitor(requests=requests)
+    console.print(
+        f"monitor.update {m.rows}x{m.features}: mean {m.mean_us:.1f} us  p50 {m.p50_us:.1f}  "
+        f"p99 {m.p99_us:.1f}  max {m.max_us:.0f}  (target mean < 20 us)"
+    )
+    console.print(f"inference_log.log: {m.log_mean_us:.1f} us; status(): {m.status_ms:.1f} ms")
+    r = bench_drift_report(requests=logged, rows_per_request=rows)
+    console.print(
+        f"report job: {r.logged_requests} requests = {r.logged_rows} logged rows (written in "
+        f"{r.log_write_s:.1f}s); evidently import {r.evidently_import_s:.1f}s; report "
+        f"{r.report_s:.1f}s on {r.result.current_rows} sampled rows"
+    )
