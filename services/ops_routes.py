@@ -1,0 +1,153 @@
+"""Operational routes of the RecommendationService and the request-size guard.
+
+Mounted beside the BentoML API (which serves POST /recommend, /livez, /readyz and /metrics):
+GET /health, GET /ready, GET /info, GET /drift/status, POST /drift/check, GET /drift/report.
+The feature store and the drift monitor live in the ranker (where features are read and
+assembled), so /health and the drift routes ask it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import bentoml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.pipeline import _call
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BodySizeLimit:
+    """Answers 413 to request bodies over `max_bytes` (by Content-Length or as they stream)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {"error": f"request body larger than {self.max_bytes} bytes"}, status_code=413
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _service() -> Any:
+    return bentoml.get_current_service()
+
+
+async def _ask_ranker(method: str, **kwargs: Any) -> dict[str, Any] | None:
+    """Call an operational method of the ranker, or None when it does not offer it."""
+    ranker = _service().ranker
+    target = getattr(ranker, method, None)
+    if target is None:
+        return None
+    result: dict[str, Any] = await _call(target, **kwargs)
+    return result
+
+
+async def health(request: Request) -> JSONResponse:
+    """Liveness plus feature-store state; `degraded` while Redis is bypassed."""
+    store = await _ask_ranker("health") or {}
+    feature_store = store.get("feature_store", {})
+    degraded = feature_store.get("mode") == "redis" and feature_store.get("circuit") != "closed"
+    return JSONResponse(
+        {"status": "degraded" if degraded else "ok", "feature_store": feature_store}
+    )
+
+
+async def ready(request: Request) -> JSONResponse:
+    """200 once models and features are loaded, else 503."""
+    is_ready = bool(getattr(_service(), "ready", False))
+    return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
+
+
+async def info(request: Request) -> JSONResponse:
+    """Model tags and versions, feature version, dataset fingerprint, config in force."""
+    service = _service()
+    body = service.info()
+    body["retriever"] = await _call(service.retriever.info)
+    body["ranker"] = await _call(service.ranker.info)
+    return JSONResponse(body)
+
+
+def _not_configured() -> JSONResponse:
+    return JSONResponse(
+        {"status": "not configured", "detail": "drift monitoring is not enabled in this ranker"}
+    )
+
+
+async def drift_status(request: Request) -> JSONResponse:
+    """Per-feature PSI/KL and overall status of the in-process monitor."""
+    status = await _ask_ranker("drift_status")
+    return _not_configured() if status is None else JSONResponse(status)
+
+
+async def drift_check(request: Request) -> JSONResponse:
+    """Run the Evidently comparison on the logged window now; returns its summary."""
+    summary = await _ask_ranker("drift_check")
+    if summary is None:
+        return _not_configured()
+    return JSONResponse(summary, status_code=200 if "error" not in summary else 409)
+
+
+async def drift_report(request: Request) -> Response:
+    """The latest drift report: JSON summary, or the Evidently HTML with ?format=html."""
+    fmt = request.query_params.get("format", "json")
+    if fmt not in ("json", "html"):
+        return JSONResponse({"error": "format must be json or html"}, status_code=400)
+    report = await _ask_ranker("drift_report", format=fmt)
+    if report is None:
+        return _not_configured()
+    if "error" in report:
+        return JSONResponse(report, status_code=404)
+    if fmt == "html":
+        return HTMLResponse(report["html"])
+    return JSONResponse(report)
+
+
+ops_app = Starlette(
+    routes=[
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/info", info, methods=["GET"]),
+        Route("/drift/status", drift_status, methods=["GET"]),
+        Route("/drift/check", drift_check, methods=["POST"]),
+        Route("/drift/report", drift_report, methods=["GET"]),
+    ]
+)
