@@ -301,24 +301,6 @@ def helm_check(
         console.print(line, highlight=False)
 
 
-@helm_app.command("check")
-def helm_check(
-    chart: Annotated[Path, typer.Option("--chart", help="Chart directory.")] = Path("k8s"),
-    kube_version: Annotated[
-        str, typer.Option("--kube-version", help="Kubernetes version of the schemas.")
-    ] = "1.31",
-) -> None:
-    """Lint the chart, render default/production/KServe values, schema-check every object."""
-    from services.helm import check_chart
-
-    try:
-        report = check_chart(chart, kube_version=kube_version)
-    except RecsysError as exc:
-        raise _fail(exc) from exc
-    for line in report.lines():
-        console.print(line, highlight=False)
-
-
 @drift_app.command("report")
 def drift_report(
     current: Annotated[
@@ -366,3 +348,36 @@ def bench_drift(
         f"{r.log_write_s:.1f}s); evidently import {r.evidently_import_s:.1f}s; report "
         f"{r.report_s:.1f}s on {r.result.current_rows} sampled rows"
     )
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+) -> None:
+    """Run the RecommendationService with `bentoml serve` (retriever and ranker composed)."""
+    import os
+
+    bentoml_bin = str(Path(sys.executable).with_name("bentoml"))
+    service = "services.recommendation:RecommendationService"
+    os.execv(bentoml_bin, [bentoml_bin, "serve", service, "--port", str(port), "--host", host])
+
+
+@app.command()
+def build(
+    only: Annotated[
+        list[str] | None, typer.Option(help="retriever, ranker or recommendation (repeatable).")
+    ] = None,
+) -> None:
+    """Build the retriever, ranker and recommendation bentos (see `bentoml list`)."""
+    from services.build import BENTOFILES, build_bentos
+
+    try:
+        tags = build_bentos(get_settings(), tuple(only or BENTOFILES))
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    for tag in tags:
+        console.print(f"built {tag}")
