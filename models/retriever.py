@@ -1,0 +1,232 @@
+"""`Retriever`: the serving side of the two-tower model.
+
+It holds the trained towers, the item embeddings and their FAISS index, the id maps and the user
+histories it serves with (seen items to exclude, recent items pooled into the query). Queries of
+known users are computed once per history in numpy (`with_history`); a single `retrieve` call is
+then a row lookup, one FAISS search of k + (excluded items) and a filter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from data.features import encode_demographics
+from models.retrieval import ItemIndex
+from models.two_tower import ItemInputs, TwoTowerConfig, TwoTowerModel, UserTowerArrays
+
+logger = logging.getLogger(__name__)
+
+POPULAR_QUERY_ITEMS = 50  # cold users without demographics: mean of the most popular items
+DEMOGRAPHIC_KEYS = ("age_bucket", "gender", "occupation", "zip_code")
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """Candidates for one user, best first."""
+
+    item_ids: np.ndarray  # (n,) int64 MovieLens ids, n <= k
+    scores: np.ndarray  # (n,) float32 inner products
+    cold_start: bool  # the user had no history and no trained embedding
+
+
+@dataclass(frozen=True)
+class RetrieverParts:
+    """Everything a `Retriever` is made of except the user histories."""
+
+    model: TwoTowerModel
+    config: TwoTowerConfig
+    item_ids: np.ndarray  # (I,) int64 sorted MovieLens ids; row r of the index is item_ids[r]
+    inputs: ItemInputs  # item tower inputs in the same row order
+    item_embeddings: np.ndarray  # (I, D) float32
+    index: ItemIndex
+    popularity: np.ndarray  # (I,) float32 training ratings per item
+    user_ids: np.ndarray  # (U,) int64 sorted users with a trained id embedding (row + 1)
+    demo_user_ids: np.ndarray  # (Ud,) int64 sorted users with known demographics
+    demo_codes: np.ndarray  # (Ud, 4) int64 demographic codes (0 = unknown)
+
+
+def _sorted_lookup(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of `wanted` in sorted `keys` and a mask of which were found."""
+    if len(keys) == 0:
+        return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return pos, keys[pos] == wanted
+
+
+def demographic_codes(demographics: dict[str, str]) -> np.ndarray:
+    """(4,) codes from canonical demographics (keys gender, age_bucket, occupation, zip_code).
+
+    Missing keys and unknown values become 0 (unknown).
+    """
+    row = {key: [str(demographics.get(key, "unknown"))] for key in DEMOGRAPHIC_KEYS}
+    return encode_demographics(pd.DataFrame(row))[0].astype(np.int64)
+
+
+class Retriever:
+    """Top-k candidate items for a user from the two-tower model and the FAISS index."""
+
+    def __init__(self, parts: RetrieverParts, history: pd.DataFrame) -> None:
+        """Args:
+        parts: trained model, item side and id maps.
+        history: ``user_id``, ``item_id``, ``timestamp`` rows: what each user has seen.
+        """
+        self.parts = parts
+        self.tower = UserTowerArrays(parts.model.user_tower)
+        top = np.argsort(-parts.popularity, kind="stable")[:POPULAR_QUERY_ITEMS]
+        popular = parts.item_embeddings[top].mean(axis=0, keepdims=True)
+        self._popular_query = np.ascontiguousarray(popular / np.linalg.norm(popular), np.float32)
+        self._set_history(history)
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        """(I,) MovieLens ids of the catalog, in index row order."""
+        return self.parts.item_ids
+
+    @property
+    def config(self) -> TwoTowerConfig:
+        """The model's configuration."""
+        return self.parts.config
+
+    def with_history(self, history: pd.DataFrame) -> Retriever:
+        """The same weights and index serving other user histories."""
+        return Retriever(self.parts, history)
+
+    def _set_history(self, history: pd.DataFrame) -> None:
+        parts = self.parts
+        hist = history[["user_id", "item_id", "timestamp"]]
+        rows, known = _sorted_lookup(parts.item_ids, hist["item_id"].to_numpy(np.int64))
+        hist = hist.assign(row=rows)[known]
+        hist = hist.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+        users = np.union1d(parts.user_ids, hist["user_id"].to_numpy(np.int64))
+        owner = np.searchsorted(users, hist["user_id"].to_numpy(np.int64))
+        item_rows = hist["row"].to_numpy(np.int64)
+        # Seen items: sorted unique rows per user (CSR), for exclusion by binary search.
+        seen = np.unique(owner * len(parts.item_ids) + item_rows)
+        seen_owner = seen // len(parts.item_ids)
+        self._seen_rows = seen % len(parts.item_ids)
+        self._seen_ptr = np.searchsorted(seen_owner, np.arange(len(users) + 1))
+        # Recent items: the last `history_len` ratings per user, pooled into the query.
+        n = self.config.history_len
+        ptr = np.searchsorted(owner, np.arange(len(users) + 1))
+        rank_from_end = ptr[owner + 1] - 1 - np.arange(len(owner))
+        recent = rank_from_end < n
+        recent_ptr = np.searchsorted(owner[recent], np.arange(len(users) + 1))
+        pooled = self.tower.pooled_history(item_rows[recent] + 1, recent_ptr)
+        user_pos, trained = _sorted_lookup(parts.user_ids, users)
+        user_index = np.where(trained, user_pos + 1, 0)
+        demo = self._stored_demographics(users)
+        self._users = users
+        self._queries = self.tower.query(user_index, demo, pooled)  # (Uq, D)
+        logger.debug("retriever history: %d users, %d ratings", len(users), len(hist))
+
+    def _stored_demographics(self, users: np.ndarray) -> np.ndarray:
+        pos, found = _sorted_lookup(self.parts.demo_user_ids, users)
+        if len(self.parts.demo_codes) == 0:
+            return np.zeros((len(users), 4), dtype=np.int64)
+        return np.where(found[:, None], self.parts.demo_codes[pos], 0)
+
+    def _cold_query(self, user_id: int, demographics: dict[str, str] | None) -> np.ndarray:
+        if demographics is not None:
+            codes = demographic_codes(demographics)
+        else:
+            codes = self._stored_demographics(np.array([user_id], dtype=np.int64))[0]
+        if not codes.any():
+            return self._popular_query
+        pooled = np.zeros((1, self.tower.dim), dtype=np.float32)
+        return self.tower.query(np.zeros(1, dtype=np.int64), codes[None, :], pooled)
+
+    def _exclusion(
+        self, pos: int, known: bool, exclude_seen: bool, exclude_item_ids: Iterable[int]
+    ) -> np.ndarray:
+        """Sorted catalog rows to drop for one user."""
+        seen = self._seen_rows[self._seen_ptr[pos] : self._seen_ptr[pos + 1]]
+        seen = seen if (known and exclude_seen) else seen[:0]
+        extra = np.fromiter(exclude_item_ids, dtype=np.int64)
+        if len(extra) == 0:
+            return seen
+        rows, found = _sorted_lookup(self.parts.item_ids, extra)
+        return np.union1d(seen, rows[found])
+
+    def retrieve(
+        self,
+        user_id: int,
+        k: int = 100,
+        exclude_item_ids: Iterable[int] = (),
+        exclude_seen: bool = True,
+        demographics: dict[str, str] | None = None,
+    ) -> RetrievalResult:
+        """Top-k items for one user.
+
+        Args:
+            user_id: MovieLens user id; unknown users get a cold-start query.
+            k: number of candidates.
+            exclude_item_ids: item ids never to return.
+            exclude_seen: drop the items in the user's history.
+            demographics: canonical demographics for a cold-start user (ignored for known users).
+
+        Returns:
+            Item ids and scores, best first, and whether the cold-start path answered.
+        """
+        pos_arr, found_arr = _sorted_lookup(self._users, np.array([user_id], dtype=np.int64))
+        pos, found = int(pos_arr[0]), bool(found_arr[0])
+        cold = not found  # users are known by a trained embedding or a history
+        query = self._queries[pos : pos + 1] if found else self._cold_query(user_id, demographics)
+        excluded = self._exclusion(pos, found, exclude_seen, exclude_item_ids)
+        scores, rows = self.parts.index.search(query, k + len(excluded))
+        scores, rows = scores[0], rows[0]
+        keep = rows >= 0
+        if len(excluded):
+            at = np.minimum(np.searchsorted(excluded, rows), len(excluded) - 1)
+            keep &= excluded[at] != rows
+        rows, scores = rows[keep][:k], scores[keep][:k]
+        return RetrievalResult(self.parts.item_ids[rows], scores.astype(np.float32), cold)
+
+    def queries(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, D) queries, positions in the history tables and a known-user mask."""
+        user_ids = np.asarray(user_ids, dtype=np.int64)
+        pos, found = _sorted_lookup(self._users, user_ids)
+        out = self._queries[pos].copy()
+        for i in np.flatnonzero(~found):
+            out[i] = self._cold_query(int(user_ids[i]), None)[0]
+        return out, pos, found
+
+    def recommend(self, user_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batched retrieval excluding seen items: (B, k) item ids (-1 padded) and scores."""
+        queries, pos, found = self.queries(user_ids)
+        n_items = len(self.parts.item_ids)
+        k = min(k, n_items)
+        items = np.full((len(queries), k), -1, dtype=np.int64)
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        if self.parts.index.exact:
+            scores = queries @ self.parts.item_embeddings.T  # (B, I)
+            for i in range(len(queries)):
+                if found[i]:
+                    scores[
+                        i, self._seen_rows[self._seen_ptr[pos[i]] : self._seen_ptr[pos[i] + 1]]
+                    ] = -np.inf
+            part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            part_scores = np.take_along_axis(scores, part, axis=1)
+            order = np.argsort(-part_scores, axis=1, kind="stable")
+            rows = np.take_along_axis(part, order, axis=1)
+            top = np.take_along_axis(part_scores, order, axis=1)
+            valid = np.isfinite(top)
+            items[valid] = self.parts.item_ids[rows[valid]]
+            out_scores[valid] = top[valid]
+            return items, out_scores
+        n_seen = np.where(found, self._seen_ptr[pos + 1] - self._seen_ptr[pos], 0)
+        scores, rows = self.parts.index.search(queries, k + int(n_seen.max(initial=0)))
+        for i in range(len(queries)):
+            excluded = self._exclusion(int(pos[i]), bool(found[i]), True, ())
+            keep = rows[i] >= 0
+            if len(excluded):
+                at = np.minimum(np.searchsorted(excluded, rows[i]), len(excluded) - 1)
+                keep &= excluded[at] != rows[i]
+            r = rows[i][keep][:k]
+            items[i, : len(r)] = self.parts.item_ids[r]
+            out_scores[i, : len(r)] = scores[i][keep][:k]
+        return items, out_scores

@@ -1,0 +1,237 @@
+"""Training of the two-tower retriever (`train_retriever`).
+
+Examples: every rating in `split.fit` is a target; its user's query pools the `history_len`
+items rated before a cut point that lies up to `target_window` ratings before the target, so the
+model learns to predict the next several items from a history, as the protocol asks of it.
+Loss: sampled softmax over the batch's targets (in-batch negatives) plus `uniform_negatives`
+uniformly drawn items, each logit corrected by the log of its expected count in the sample
+(logQ, Yi et al. 2019; mixed negatives, Yang et al. 2020). When the catalog is no bigger than
+`uniform_negatives` the whole catalog is the candidate set (exact softmax, no correction).
+Early stopping on validation Recall@100 (`split.valid`, history = `split.fit`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from data.features import DEMOGRAPHIC_COLUMNS
+from data.schema import Dataset
+from data.snapshot import FeatureSnapshot
+from data.split import Split
+from models.config import RetrievalSettings
+from models.evaluation import evaluate_recommender
+from models.retrieval import IndexInfo, ItemIndex, build_index, flat_index
+from models.retriever import Retriever, RetrieverParts
+from models.two_tower import ItemInputs, TwoTowerConfig, TwoTowerModel, item_inputs
+
+logger = logging.getLogger(__name__)
+
+TORCH_THREADS = 2
+
+
+@dataclass(frozen=True)
+class _Examples:
+    """Training ratings in (user, time) order, as flat arrays."""
+
+    user: np.ndarray  # (E,) int64 user embedding index (row + 1)
+    item: np.ndarray  # (E,) int64 catalog row
+    start: np.ndarray  # (E,) int64 position of the user's first example
+    demo: np.ndarray  # (E, 4) int64 demographic codes
+
+
+def _examples(
+    fit: pd.DataFrame, item_ids: np.ndarray, user_ids: np.ndarray, snapshot: FeatureSnapshot
+) -> _Examples:
+    ordered = fit.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    users = ordered["user_id"].to_numpy(np.int64)
+    upos = np.searchsorted(user_ids, users)
+    first = np.searchsorted(upos, upos)  # sorted by user: first index of each user's block
+    demo_cols = [snapshot.user_columns.index(c) for c in DEMOGRAPHIC_COLUMNS]
+    demo, _ = snapshot.user_rows(user_ids)
+    codes = demo[:, demo_cols].astype(np.int64)
+    return _Examples(
+        user=upos + 1,
+        item=np.searchsorted(item_ids, ordered["item_id"].to_numpy(np.int64)),
+        start=first,
+        demo=codes[upos],
+    )
+
+
+def _item_batch(inputs: ItemInputs, rows: np.ndarray, id_keep: np.ndarray) -> list[torch.Tensor]:
+    return [
+        torch.from_numpy(inputs.id_index[rows] * id_keep),
+        torch.from_numpy(inputs.genres[rows]),
+        torch.from_numpy(inputs.year_bucket[rows]),
+        torch.from_numpy(inputs.pop_bucket[rows]),
+    ]
+
+
+def _step_loss(
+    model: TwoTowerModel,
+    ex: _Examples,
+    batch: np.ndarray,
+    inputs: ItemInputs,
+    log_q: np.ndarray,
+    config: TwoTowerConfig,
+    rng: np.random.Generator,
+) -> torch.Tensor:
+    n_items = len(inputs.id_index)
+    b = len(batch)
+    # User side: history ends at a random cut up to `target_window` ratings before the target.
+    cut = np.maximum(batch - rng.integers(0, config.target_window, size=b), ex.start[batch])
+    pos = cut[:, None] - config.history_len + np.arange(config.history_len)[None, :]  # (B, N)
+    history = np.where(pos >= ex.start[batch][:, None], ex.item[np.maximum(pos, 0)] + 1, 0)
+    user = ex.user[batch] * (rng.random(b) >= config.user_id_dropout)
+    demo = ex.demo[batch] * (rng.random((b, 4)) >= config.demographics_dropout)
+    queries = model.user_tower(
+        torch.from_numpy(user), torch.from_numpy(demo), torch.from_numpy(history)
+    )  # (B, D)
+    targets = ex.item[batch]
+    if config.uniform_negatives >= n_items:
+        candidates = np.arange(n_items)
+        labels = targets
+        correction = np.zeros(n_items)
+        same = np.zeros((b, n_items), dtype=bool)
+    else:
+        uniform = rng.integers(0, n_items, size=config.uniform_negatives)
+        candidates = np.concatenate([targets, uniform])
+        labels = np.arange(b)
+        correction = log_q[candidates]
+        # Other copies of a row's own target are not negatives.
+        same = candidates[None, :] == targets[:, None]
+        same[np.arange(b), labels] = False
+    keep = (rng.random(len(candidates)) >= config.item_id_dropout).astype(np.int64)
+    items = model.item_tower(*_item_batch(inputs, candidates, keep))  # (C, D)
+    logits = queries @ items.T / model.temperature()  # (B, C)
+    if config.logq:
+        logits = logits - torch.from_numpy(correction.astype(np.float32))[None, :]
+    logits = logits.masked_fill(torch.from_numpy(same), float("-inf"))
+    return F.cross_entropy(logits, torch.from_numpy(labels))
+
+
+def _parts(
+    model: TwoTowerModel,
+    config: TwoTowerConfig,
+    item_ids: np.ndarray,
+    inputs: ItemInputs,
+    counts: np.ndarray,
+    user_ids: np.ndarray,
+    snapshot: FeatureSnapshot,
+    index: ItemIndex | None = None,
+) -> RetrieverParts:
+    model.eval()
+    embeddings = model.item_embeddings(inputs)
+    if index is None:
+        index = ItemIndex(flat_index(embeddings), IndexInfo("flat", *embeddings.shape, 1.0, 0.0))
+    demo_cols = [snapshot.user_columns.index(c) for c in DEMOGRAPHIC_COLUMNS]
+    return RetrieverParts(
+        model=model,
+        config=config,
+        item_ids=item_ids,
+        inputs=inputs,
+        item_embeddings=embeddings,
+        index=index,
+        popularity=counts.astype(np.float32),
+        user_ids=user_ids,
+        demo_user_ids=snapshot.user_ids,
+        demo_codes=snapshot.user_matrix[:, demo_cols].astype(np.int64),
+    )
+
+
+def train_retriever(
+    dataset: Dataset,
+    split: Split,
+    snapshot: FeatureSnapshot,
+    config: TwoTowerConfig,
+    seed: int,
+    settings: RetrievalSettings | None = None,
+    progress: bool = True,
+) -> tuple[Retriever, dict[str, float]]:
+    """Train the towers on `split.fit`, early-stopping on Recall@100 over `split.valid`.
+
+    Args:
+        dataset: the dataset (its catalog is the snapshot's).
+        split: the protocol split; only `fit` and `valid` are read.
+        snapshot: item content (genres, year) and user demographics.
+        config: architecture and training hyper-parameters.
+        seed: seeds torch and numpy; the same seed gives the same model.
+        settings: index choice and target recall (defaults if None).
+        progress: show a progress bar with loss and validation recall per epoch.
+
+    Returns:
+        The retriever (serving `split.fit` histories) and training metrics.
+    """
+    del dataset  # catalog and demographics come through the snapshot
+    settings = settings or RetrievalSettings()
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    torch.set_num_threads(TORCH_THREADS)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    rng = np.random.default_rng(seed)
+
+    item_ids = snapshot.item_ids
+    fit = split.fit[split.fit["item_id"].isin(item_ids)]
+    user_ids = np.unique(fit["user_id"].to_numpy(np.int64))
+    ex = _examples(fit, item_ids, user_ids, snapshot)
+    counts = np.bincount(ex.item, minlength=len(item_ids)).astype(np.float64)
+    inputs = item_inputs(snapshot.item_matrix, snapshot.item_columns, counts, config)
+    # Expected copies of each item among a step's candidates: batch targets + uniform draws.
+    expected = config.batch_size * counts / counts.sum() + config.uniform_negatives / len(item_ids)
+    log_q = np.log(np.maximum(expected, 1e-12))
+
+    model = TwoTowerModel(len(user_ids), len(item_ids), config)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    best = (-1.0, 0, copy.deepcopy(model.state_dict()))
+    n_epoch = min(len(ex.item), config.max_examples_per_epoch)
+    bar = tqdm(range(config.epochs), desc="two-tower", unit="epoch", disable=not progress)
+    epoch = 0
+    for epoch in bar:
+        model.train()
+        order = rng.permutation(len(ex.item))[:n_epoch]
+        total = 0.0
+        for s in range(0, n_epoch, config.batch_size):
+            loss = _step_loss(
+                model, ex, order[s : s + config.batch_size], inputs, log_q, config, rng
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(order[s : s + config.batch_size])
+        parts = _parts(model, config, item_ids, inputs, counts, user_ids, snapshot)
+        recall = evaluate_recommender(Retriever(parts, fit), split.valid, len(item_ids))[
+            "recall@100"
+        ]
+        bar.set_postfix(loss=f"{total / n_epoch:.4f}", val_recall100=f"{recall:.4f}")
+        logger.info("epoch %d: loss %.4f, validation recall@100 %.4f", epoch + 1,
+                    total / n_epoch, recall)  # fmt: skip
+        if recall > best[0]:
+            best = (recall, epoch + 1, copy.deepcopy(model.state_dict()))
+        elif epoch + 1 - best[1] >= config.patience:
+            break
+    bar.close()
+    model.load_state_dict(best[2])
+    train_seconds = time.perf_counter() - started
+    parts = _parts(model, config, item_ids, inputs, counts, user_ids, snapshot)
+    index = build_index(parts.item_embeddings, settings, seed=seed)
+    parts = _parts(model, config, item_ids, inputs, counts, user_ids, snapshot, index)
+    metrics = {
+        "valid_recall@100": best[0],
+        "best_epoch": float(best[1]),
+        "epochs_run": float(epoch + 1),
+        "train_seconds": train_seconds,
+        "train_examples": float(len(ex.item)),
+        "temperature": float(model.temperature().detach()),
+        "index_recall@100": index.info.recall_at_100,
+    }
+    return Retriever(parts, fit), metrics
