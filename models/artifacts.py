@@ -26,6 +26,7 @@ from data.snapshot import FeatureSnapshot
 if TYPE_CHECKING:  # heavy imports (xgboost) only where a ranker is saved or loaded
     from models.config import RankingSettings
     from models.ranker import Ranker
+    from models.retriever import Retriever
 
 SNAPSHOT_MODEL = "feature-snapshot"
 TWO_TOWER_MODEL = "two-tower"
@@ -100,6 +101,130 @@ def load_snapshot(tag: str = f"{SNAPSHOT_MODEL}:latest") -> FeatureSnapshot:
     model = get_model(tag)
     check_schema(model)
     return FeatureSnapshot.read(Path(model.path) / "snapshot")
+
+
+# --- two-tower retriever ----------------------------------------------------------------------
+
+_TWO_TOWER_ARRAYS = (
+    "item_ids", "item_embeddings", "popularity", "user_ids", "demo_user_ids", "demo_codes",
+    "item_id_index", "item_genres", "item_year_bucket", "item_pop_bucket",
+)  # fmt: skip
+
+
+def save_two_tower(
+    retriever: Retriever, metadata: dict[str, Any], labels: dict[str, str] | None = None
+) -> str:
+    """Store a retriever as a new `two-tower` model; returns its tag.
+
+    Files: ``state_dict.pt`` (tensors only), ``config.json`` (TwoTowerConfig, sizes, index info),
+    ``index.faiss`` and one ``.npy`` per array (item embeddings, id maps, popularity,
+    demographic codes, item tower inputs). No pickles.
+
+    Args:
+        retriever: the trained retriever (its histories are not stored: they come from the
+            feature snapshot at load time).
+        metadata: dataset fingerprint, ``feature_version``, metrics, ... (JSON values).
+        labels: optional BentoML labels.
+    """
+    import json
+
+    import numpy as np
+    import torch
+
+    parts = retriever.parts
+    extra = {k: v for k, v in metadata.items() if k != "feature_version"}
+    info = parts.index.info
+    meta = base_metadata(
+        str(metadata.get("feature_version", "unknown")),
+        **extra,
+        index_kind=info.kind,
+        index_recall_at_100=info.recall_at_100,
+        n_items=info.n_items,
+        dim=info.dim,
+    )
+    arrays = {
+        "item_ids": parts.item_ids,
+        "item_embeddings": parts.item_embeddings,
+        "popularity": parts.popularity,
+        "user_ids": parts.user_ids,
+        "demo_user_ids": parts.demo_user_ids,
+        "demo_codes": parts.demo_codes,
+        "item_id_index": parts.inputs.id_index,
+        "item_genres": parts.inputs.genres,
+        "item_year_bucket": parts.inputs.year_bucket,
+        "item_pop_bucket": parts.inputs.pop_bucket,
+    }
+    spec = {
+        "config": parts.config.to_dict(),
+        "n_users": parts.model.n_users,
+        "n_items": parts.model.n_items,
+        "index": info.to_dict(),
+    }
+    with bentoml.models.create(TWO_TOWER_MODEL, labels=labels, metadata=meta) as model:
+        root = Path(model.path)
+        torch.save(parts.model.state_dict(), root / "state_dict.pt")
+        (root / "config.json").write_text(json.dumps(spec, indent=2))
+        parts.index.write(str(root / "index.faiss"))
+        for name in _TWO_TOWER_ARRAYS:
+            np.save(root / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
+    return str(model.tag)
+
+
+def load_two_tower(tag: str, history: Any) -> Retriever:
+    """Load a stored retriever serving `history` (a ``user_id, item_id, timestamp`` DataFrame).
+
+    Raises:
+        ArtifactError: the tag is missing, or schema version or dimensions do not match.
+    """
+    import json
+
+    import numpy as np
+    import torch
+
+    from models.retrieval import IndexInfo, ItemIndex
+    from models.retriever import Retriever, RetrieverParts
+    from models.two_tower import ItemInputs, TwoTowerConfig, TwoTowerModel
+
+    model = get_model(tag)
+    check_schema(model)
+    root = Path(model.path)
+    spec = json.loads((root / "config.json").read_text())
+    arrays = {n: np.load(root / f"{n}.npy", allow_pickle=False) for n in _TWO_TOWER_ARRAYS}
+    config = TwoTowerConfig.from_dict(spec["config"])
+    info = IndexInfo.from_dict(spec["index"])
+    emb = arrays["item_embeddings"]
+    expected = (spec["n_items"], config.dim)
+    if emb.shape != expected or (info.n_items, info.dim) != expected:
+        raise ArtifactError(str(model.tag), f"item embeddings {expected}", emb.shape)
+    tower = TwoTowerModel(spec["n_users"], spec["n_items"], config)
+    state = torch.load(root / "state_dict.pt", weights_only=True)
+    try:
+        tower.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ArtifactError(str(model.tag), "state_dict matching the config", str(exc)) from exc
+    tower.eval()
+    index = ItemIndex.read(str(root / "index.faiss"), info)
+    if index.index.ntotal != info.n_items or index.index.d != info.dim:
+        got = (index.index.ntotal, index.index.d)
+        raise ArtifactError(str(model.tag), f"index of {expected}", got)
+    parts = RetrieverParts(
+        model=tower,
+        config=config,
+        item_ids=arrays["item_ids"],
+        inputs=ItemInputs(
+            arrays["item_id_index"],
+            arrays["item_genres"],
+            arrays["item_year_bucket"],
+            arrays["item_pop_bucket"],
+        ),
+        item_embeddings=emb,
+        index=index,
+        popularity=arrays["popularity"],
+        user_ids=arrays["user_ids"],
+        demo_user_ids=arrays["demo_user_ids"],
+        demo_codes=arrays["demo_codes"],
+    )
+    return Retriever(parts, history)
 
 
 # --- ranker -----------------------------------------------------------------------------------

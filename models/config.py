@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class RetrievalSettings(BaseModel):
@@ -16,6 +18,12 @@ class RetrievalSettings(BaseModel):
     """Catalogs up to this size use exact inner-product search; larger ones use HNSW."""
     min_index_recall: float = 0.95
     """Recall@100 against exact search an approximate index must reach at build time."""
+    approximate_index: Literal["hnsw", "ivf"] = "hnsw"
+    """Approximate index kind for catalogs above `exact_max_items`."""
+    hnsw_m: int = Field(32, ge=4, le=128)
+    """HNSW graph degree (efSearch is tuned at build time to reach `min_index_recall`)."""
+    ivf_nlist: int = Field(0, ge=0)
+    """IVF cells; 0 = about 4·sqrt(items) (nprobe is tuned at build time)."""
 
 
 class RankingSettings(BaseModel):

@@ -1,0 +1,93 @@
+"""The `two-tower` model in the BentoML store: round trip and refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import pytest
+
+from data.errors import ArtifactError
+from data.snapshot import FeatureSnapshot
+from data.split import Split
+from models.artifacts import get_model, load_two_tower, save_two_tower
+from models.retriever import Retriever
+
+pytestmark = pytest.mark.slow  # needs the trained retriever fixture
+
+
+@pytest.fixture(scope="module")
+def saved_tag(retriever: Retriever, fit_snapshot: FeatureSnapshot) -> str:
+    metadata = {
+        "feature_version": fit_snapshot.version,
+        "dataset_fingerprint": fit_snapshot.metadata["dataset_fingerprint"],
+        "metrics": {"valid_recall@100": 0.5},
+    }
+    return save_two_tower(retriever, metadata)
+
+
+def test_round_trip_gives_same_results(
+    retriever: Retriever, saved_tag: str, synth_split: Split
+) -> None:
+    loaded = load_two_tower(saved_tag, synth_split.train)
+    users = synth_split.test["user_id"].unique()[:50]
+    np.testing.assert_array_equal(loaded.item_ids, retriever.item_ids)
+    np.testing.assert_array_equal(loaded.parts.item_embeddings, retriever.parts.item_embeddings)
+    got, got_scores = loaded.recommend(users, 100)
+    want, want_scores = retriever.recommend(users, 100)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got_scores, want_scores, atol=1e-6)
+    cold = loaded.retrieve(123_456_789, k=10)
+    assert cold.cold_start
+    assert cold.item_ids.tolist() == retriever.retrieve(123_456_789, k=10).item_ids.tolist()
+
+
+def test_metadata_and_files(saved_tag: str, fit_snapshot: FeatureSnapshot) -> None:
+    model = get_model(saved_tag)
+    meta = model.info.metadata
+    assert meta["feature_version"] == fit_snapshot.version
+    assert meta["dataset_fingerprint"] == fit_snapshot.metadata["dataset_fingerprint"]
+    assert meta["index_kind"] == "flat"
+    assert meta["index_recall_at_100"] == 1.0
+    assert meta["schema_version"] == 1
+    files = {p.name for p in Path(model.path).iterdir()}
+    assert {"state_dict.pt", "config.json", "index.faiss", "item_embeddings.npy"} <= files
+    assert not any(name.endswith((".pkl", ".pickle")) for name in files)
+
+
+def _copy_with(saved_tag: str, change: str) -> str:
+    """A new two-tower model identical to `saved_tag` except for one deliberate defect."""
+    source = get_model(saved_tag)
+    meta = dict(source.info.metadata)
+    if change == "schema":
+        meta["schema_version"] = 999
+    with bentoml.models.create("two-tower", metadata=meta) as target:
+        for path in Path(source.path).iterdir():
+            if path.is_file() and path.name != "model.yaml":
+                (Path(target.path) / path.name).write_bytes(path.read_bytes())
+        if change == "dim":
+            spec_path = Path(target.path) / "config.json"
+            spec = json.loads(spec_path.read_text())
+            spec["config"]["dim"] = 8
+            spec_path.write_text(json.dumps(spec))
+    return str(target.tag)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "schema",  # written by an incompatible version of the code
+        "dim",  # config says another embedding size than the stored arrays
+    ],
+)
+def test_mismatched_artifact_is_refused(saved_tag: str, change: str, synth_split: Split) -> None:
+    tag = _copy_with(saved_tag, change)
+    with pytest.raises(ArtifactError, match=tag.split(":")[1]):
+        load_two_tower(tag, synth_split.train)
+
+
+def test_missing_tag_is_refused(synth_split: Split) -> None:
+    with pytest.raises(ArtifactError, match="recsys train"):
+        load_two_tower("two-tower:doesnotexist", synth_split.train)
