@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -381,3 +381,110 @@ def build(
         raise _fail(exc) from exc
     for tag in tags:
         console.print(f"built {tag}")
+
+
+# --- serving benchmarks and load tests (issue 6) ------------------------------------------------
+
+
+@bench_app.command("service")
+def bench_service(
+    requests: Annotated[int, typer.Option(help="Timed sequential requests per service.")] = 2000,
+    duration: Annotated[float, typer.Option(help="Seconds of concurrent load per service.")] = 10,
+    clients: Annotated[int, typer.Option(help="Concurrent clients.")] = 16,
+    service: Annotated[str, typer.Option(help="Service import path.")] = (
+        "services.recommendation:RecommendationService"
+    ),
+    max_user_id: Annotated[
+        int, typer.Option(help="Known users 1..N (default: the served feature snapshot's).")
+    ] = 0,
+) -> None:
+    """Serve the API, then a trivial BentoML service; print latency, throughput and the ratio."""
+    from services.bench_service import bench_service as run
+
+    try:
+        users = range(1, max_user_id + 1) if max_user_id else _snapshot_users()
+        result = run(
+            users, service=service, requests=requests, duration_s=duration, clients=clients
+        )
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    _print_comparison(result)
+
+
+def _snapshot_users() -> list[int]:
+    from models.artifacts import load_snapshot
+
+    return load_snapshot(get_settings().artifacts.snapshot_tag).user_ids.tolist()
+
+
+def _print_comparison(result: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"POST /recommend k=10: {result.service.service} vs trivial BentoML")
+    for column in ("figure", "service", "trivial", "ratio", "issue 6 target"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    for row in result.rows():
+        table.add_row(*row)
+    console.print(table)
+    errors = result.service.first_error or result.reference.first_error
+    if errors:
+        console.print(f"first error: {errors}")
+    load = ", ".join(f"{x:.2f}" for x in result.load_average)
+    console.print(f"load average (1, 5, 15 min): {load} on {result.cores} cores")
+
+
+@bench_app.command("all")
+def bench_all() -> None:
+    """Run every in-process benchmark (features, ranking, retrieval, ...), then `bench service`."""
+    failed = []
+    for command in bench_app.registered_commands:
+        name = command.name or ""
+        if name in ("all", "service") or command.callback is None:
+            continue
+        console.rule(f"recsys bench {name}")
+        try:
+            command.callback()
+        except typer.Exit as exc:
+            if exc.exit_code:
+                failed.append(name)
+    console.rule("recsys bench service")
+    bench_service()
+    if failed:
+        raise _fail(RecsysError(f"benchmarks failed: {', '.join(failed)}"))
+
+
+@app.command()
+def load(
+    host: Annotated[str, typer.Option(help="Base URL of the running service.")] = (
+        "http://127.0.0.1:3000"
+    ),
+    users: Annotated[int, typer.Option(help="Simulated users.")] = 16,
+    rate: Annotated[float, typer.Option(help="Users started per second.")] = 4,
+    duration: Annotated[str, typer.Option(help="Run time (30s, 2m).")] = "30s",
+    p95_ms: Annotated[float, typer.Option("--p95-ms", help="Budget for p95 (ms).")] = 50,
+    p99_ms: Annotated[float, typer.Option("--p99-ms", help="Budget for p99 (ms).")] = 100,
+    max_user_id: Annotated[int, typer.Option(help="Known users are 1..N.")] = 943,
+    out: Annotated[Path, typer.Option(help="Directory for the CSV/HTML stats.")] = Path(
+        "reports/load"
+    ),
+) -> None:
+    """Locust load test (tests/load/locustfile.py) that fails when p95/p99 exceed the budgets."""
+    from services.load import run_load
+
+    try:
+        r = run_load(
+            host,
+            users=users,
+            rate=rate,
+            duration=duration,
+            p95_ms=p95_ms,
+            p99_ms=p99_ms,
+            out_dir=out,
+            extra_args=("--max-user-id", f"{max_user_id}"),
+        )
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    console.print(r.summary(), highlight=False)
+    if not r.ok:
+        raise _fail(RecsysError("load budget failed: " + "; ".join(r.violations)))
+    console.print(f"budgets held: p95 <= {p95_ms:g} ms, p99 <= {p99_ms:g} ms, no failures")
