@@ -1,0 +1,51 @@
+"""Fixtures of the retriever service tests: a small trained retriever and snapshot in the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from data.features import build_snapshot
+from data.schema import DataFormat, Dataset
+from data.split import temporal_split
+from data.synth import generate
+from models import artifacts
+from models.train_retrieval import train_retriever
+from models.two_tower import TwoTowerConfig
+
+
+@pytest.fixture(scope="session")
+def stored_retriever() -> dict[str, str]:
+    """Train a small retriever on synthetic data and store it with its serving snapshot.
+
+    Returns the stored tags (`two-tower`, `feature-snapshot`), which are also the `:latest` ones
+    right after this fixture runs.
+    """
+    data = generate(n_users=300, n_items=200, n_ratings=9_000, seed=5)
+    dataset = Dataset(DataFormat.ML_1M, data.interactions, data.users, data.items, True)
+    split = temporal_split(dataset.interactions)
+    fit_snapshot = build_snapshot(dataset, split.fit)
+    config = TwoTowerConfig(dim=16, hidden=32, history_len=10, epochs=2, batch_size=256)
+    retriever, metrics = train_retriever(
+        dataset, split, fit_snapshot, config, seed=0, progress=False
+    )
+    serving = build_snapshot(dataset, split.train)
+    return {
+        "feature-snapshot": artifacts.save_snapshot(serving),
+        "two-tower": artifacts.save_two_tower(
+            retriever.with_history(split.train),
+            artifacts.base_metadata(serving.version, validation=metrics),
+        ),
+        "user_id": str(int(split.train["user_id"].iloc[0])),
+    }
+
+
+@pytest.fixture(scope="session")
+def retriever_client(stored_retriever: dict[str, str]) -> Iterator[TestClient]:
+    """The RetrieverService ASGI app, started (models loaded) in process."""
+    from services.retriever import RetrieverService
+
+    with TestClient(RetrieverService.to_asgi()) as client:
+        yield client

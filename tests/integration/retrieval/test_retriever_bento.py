@@ -1,0 +1,88 @@
+"""RetrieverService over HTTP (in process) and the retriever bento build."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import bentoml
+import pytest
+from starlette.testclient import TestClient
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.integration
+def test_retrieve_excludes_seen_and_flags_cold_start(
+    retriever_client: TestClient, stored_retriever: dict[str, str]
+) -> None:
+    user_id = int(stored_retriever["user_id"])
+    answer = retriever_client.post("/retrieve", json={"user_id": user_id, "k": 20})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert len(body["item_ids"]) == len(body["scores"]) == 20
+    assert body["cold_start"] is False
+    assert body["model_version"]["two_tower"].startswith("two-tower:")
+    banned = body["item_ids"][:3]
+    again = retriever_client.post(
+        "/retrieve", json={"user_id": user_id, "k": 20, "exclude_item_ids": banned}
+    ).json()
+    assert not set(again["item_ids"]) & set(banned)
+    cold = retriever_client.post("/retrieve", json={"user_id": 10**9, "k": 5}).json()
+    assert cold["cold_start"] is True
+    assert len(cold["item_ids"]) == 5
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"k": 10}, "user_id"),  # user id missing
+        ({"user_id": 1, "k": 0}, "k"),  # k below 1
+        ({"user_id": "x"}, "user_id"),  # not an integer id
+        ({"user_id": 1, "exclude_item_ids": ["a"]}, "exclude_item_ids"),  # not integer ids
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_field(
+    retriever_client: TestClient, body: dict[str, object], field: str
+) -> None:
+    answer = retriever_client.post("/retrieve", json=body)
+    assert 400 <= answer.status_code < 500
+    assert field in answer.text
+
+
+@pytest.mark.slow
+def test_retriever_bento_builds_with_its_models(stored_retriever: dict[str, str]) -> None:
+    bentoml_cli = Path(sys.executable).parent / "bentoml"
+    env = {
+        **os.environ,
+        "RECSYS_ARTIFACTS__TWO_TOWER_TAG": stored_retriever["two-tower"],
+        "RECSYS_ARTIFACTS__SNAPSHOT_TAG": stored_retriever["feature-snapshot"],
+    }
+    built = subprocess.run(
+        [
+            str(bentoml_cli),
+            "build",
+            "-f",
+            "bentos/retriever/bentofile.yaml",
+            ".",
+            "--output",
+            "tag",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    tag = built.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    bento = bentoml.bentos.get(tag)
+    packed = {str(model.tag) for service in bento.info.services for model in service.models}
+    assert packed == {stored_retriever["two-tower"], stored_retriever["feature-snapshot"]}
+    src = Path(bento.path) / "src"
+    sources = {p.relative_to(src).as_posix() for p in src.rglob("*.py")}
+    assert {"services/retriever.py", "models/retriever.py", "models/two_tower.py"} <= sources
+    assert not any(s.startswith("tests/") for s in sources)
