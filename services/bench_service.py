@@ -28,6 +28,7 @@ import httpx
 import numpy as np
 
 from data.errors import RecsysError
+from services.bench_client import Connection, HttpError, encode_posts
 
 logger = logging.getLogger(__name__)
 
@@ -235,60 +236,65 @@ def _ms(seconds: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(seconds) * 1e3, q)) if seconds else float("nan")
 
 
-def _sequential(url: str, bodies: list[dict], warmup: int) -> tuple[list[float], int, str | None]:
+async def _send(conn: Connection, raw: bytes) -> str | None:
+    """One request; None when it answered 200, else why not."""
+    try:
+        status, _ = await conn.request(raw)
+    except HttpError as exc:
+        return str(exc)
+    return None if status == 200 else f"HTTP {status}"
+
+
+async def _sequential(
+    url: str, raws: list[bytes], warmup: int
+) -> tuple[list[float], int, str | None]:
     latencies: list[float] = []
     errors, first_error = 0, None
-    with httpx.Client(base_url=url, timeout=10.0) as client:
-        for i, body in enumerate(bodies):
+    conn = Connection(url)
+    try:
+        for i, raw in enumerate(raws):
             began = time.perf_counter()
-            try:
-                response = client.post("/recommend", json=body)
-                ok, why = response.status_code == 200, f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                ok, why = False, repr(exc)
+            error = await _send(conn, raw)
             took = time.perf_counter() - began
             if i < warmup:
                 continue
-            if ok:
+            if error is None:
                 latencies.append(took)
             else:
                 errors += 1
-                first_error = first_error or why
+                first_error = first_error or error
+    finally:
+        await conn.close()
     return latencies, errors, first_error
 
 
 async def _concurrent(
-    url: str, bodies: list[dict], clients: int, duration_s: float, warmup_s: float
+    url: str, raws: list[bytes], clients: int, duration_s: float, warmup_s: float
 ) -> tuple[list[float], int, float, str | None]:
     latencies: list[float] = []
     errors, first_error = 0, None
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=10.0, limits=limits) as client:
-        began = time.perf_counter()
-        measure_from = began + warmup_s
-        deadline = measure_from + duration_s
+    measure_from = time.perf_counter() + warmup_s
+    deadline = measure_from + duration_s
 
-        async def worker(offset: int) -> None:
-            nonlocal errors, first_error
-            i = offset
+    async def worker(offset: int) -> None:
+        nonlocal errors, first_error
+        conn, i = Connection(url), offset
+        try:
             while (now := time.perf_counter()) < deadline:
-                try:
-                    response = await client.post("/recommend", json=bodies[i % len(bodies)])
-                    ok, why = response.status_code == 200, f"HTTP {response.status_code}"
-                except httpx.HTTPError as exc:
-                    ok, why = False, repr(exc)
+                error = await _send(conn, raws[i % len(raws)])
                 i += clients
                 if now < measure_from:
                     continue
-                if ok:
+                if error is None:
                     latencies.append(time.perf_counter() - now)
                 else:
                     errors += 1
-                    first_error = first_error or why
+                    first_error = first_error or error
+        finally:
+            await conn.close()
 
-        await asyncio.gather(*(worker(c) for c in range(clients)))
-        elapsed = time.perf_counter() - measure_from
-    return latencies, errors, elapsed, first_error
+    await asyncio.gather(*(worker(c) for c in range(clients)))
+    return latencies, errors, time.perf_counter() - measure_from, first_error
 
 
 def measure(
@@ -314,13 +320,13 @@ def measure(
         The figures; latencies count successful requests only, errors are counted apart.
     """
     _quiet_http_client()
-    bodies = request_bodies(known_users, requests + warmup)
+    raws = encode_posts(served.url, "/recommend", request_bodies(known_users, requests + warmup))
     gc.collect()
     gc.disable()  # the client's own GC pauses would show as server latency
     try:
-        seq, seq_errors, first = _sequential(served.url, bodies, warmup)
+        seq, seq_errors, first = asyncio.run(_sequential(served.url, raws, warmup))
         conc, conc_errors, elapsed, conc_first = asyncio.run(
-            _concurrent(served.url, bodies, clients, duration_s, warmup_s=1.0)
+            _concurrent(served.url, raws, clients, duration_s, warmup_s=1.0)
         )
     finally:
         gc.enable()
