@@ -177,6 +177,8 @@ class Retriever:
         cold = not found  # users are known by a trained embedding or a history
         query = self._queries[pos : pos + 1] if found else self._cold_query(user_id, demographics)
         excluded = self._exclusion(pos, found, exclude_seen, exclude_item_ids)
+        if self.parts.index.exact:
+            return self._exact_top_k(query[0], k, excluded, cold)
         scores, rows = self.parts.index.search(query, k + len(excluded))
         scores, rows = scores[0], rows[0]
         keep = rows >= 0
@@ -185,6 +187,18 @@ class Retriever:
             keep &= excluded[at] != rows
         rows, scores = rows[keep][:k], scores[keep][:k]
         return RetrievalResult(self.parts.item_ids[rows], scores.astype(np.float32), cold)
+
+    def _exact_top_k(
+        self, query: np.ndarray, k: int, excluded: np.ndarray, cold: bool
+    ) -> RetrievalResult:
+        """Exhaustive scoring in numpy: its cost does not grow with k + excluded, FAISS's does."""
+        scores = self.parts.item_embeddings @ query  # (I,)
+        scores[excluded] = -np.inf
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[np.isfinite(scores[top])]
+        return RetrievalResult(self.parts.item_ids[top], scores[top].astype(np.float32), cold)
 
     def queries(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, D) queries, positions in the history tables and a known-user mask."""

@@ -159,6 +159,30 @@ def bench_features(
         console.print(f"{fig.name:>52}: {fig.value:9.3f} {fig.unit}{verdict}")
 
 
+@bench_app.command("retrieval")
+def bench_retrieval(
+    calls: Annotated[int, typer.Option(help="Timed retrieve calls per case.")] = 5000,
+    large_items: Annotated[
+        int, typer.Option(help="Synthetic catalog size for the index case (0 = skip).")
+    ] = 1_000_000,
+    stored: Annotated[bool, typer.Option(help="Time the stored two-tower model.")] = False,
+) -> None:
+    """Retrieve p50/p99 at ML-1M catalog size; index build, size, recall on a 1M catalog."""
+    from models.retrieval_bench import bench_retrieval as run
+
+    s = get_settings()
+    tags = (s.artifacts.two_tower_tag, s.artifacts.snapshot_tag) if stored else (None, None)
+    try:
+        rows = run(s.retrieval, calls, large_items, 64, *tags)
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    for r in rows:
+        console.print(f"{r.case}: {r.items:,} items, index {r.index_kind} {r.index_params}, "
+                      f"{r.calls} calls: p50 {r.p50_us:.0f} us  p99 {r.p99_us:.0f} us  "
+                      f"recall@100 {r.recall_at_100:.3f}  build {r.build_seconds:.1f} s  "
+                      f"index {r.index_mb:.0f} MB", highlight=False)  # fmt: skip
+
+
 @bench_app.command("ranking")
 def bench_ranking(
     requests: Annotated[int, typer.Option(help="Timed requests of 100 candidates.")] = 3000,
@@ -381,6 +405,33 @@ def build(
         raise _fail(exc) from exc
     for tag in tags:
         console.print(f"built {tag}")
+
+
+@app.command()
+def recommend(
+    user_id: Annotated[int | None, typer.Option("--user-id", help="One user to answer.")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Movies per user.")] = 10,
+    batch: Annotated[
+        Path | None, typer.Option(help="File with one user id per line (batch inference).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="JSON-lines output of --batch.")] = Path("recs.jsonl"),
+    stage: Annotated[
+        str, typer.Option(help="two-stage (default) or retrieval (first stage only).")
+    ] = "two-stage",
+) -> None:
+    """Recommend through the same pipeline the HTTP service runs (one user, or --batch)."""
+    from services.batch import recommend_many, write_batch
+
+    if (user_id is None) == (batch is None):
+        raise _fail(RecsysError("give exactly one of --user-id or --batch"))
+    try:
+        if batch is not None:
+            n = write_batch(batch, out, k, stage)
+            console.print(f"wrote {n} users to {out}")
+        else:
+            print(json.dumps(next(recommend_many([user_id], k, stage)), indent=2))
+    except (RecsysError, ValueError) as exc:
+        raise _fail(RecsysError(str(exc))) from exc
 
 
 # --- serving benchmarks and load tests (issue 6) ------------------------------------------------
