@@ -32,6 +32,12 @@ from models.evaluation import evaluate_recommender
 
 logger = logging.getLogger(__name__)
 
+# Small, fast settings for tests and smoke runs (`train_all(..., quick=True)`).
+QUICK_TOWER_OVERRIDES: dict[str, Any] = {
+    "dim": 32, "hidden": 64, "history_len": 20, "epochs": 4, "patience": 2, "batch_size": 256,
+}  # fmt: skip
+QUICK_RANKER_OVERRIDES: dict[str, Any] = {"max_trees": 30, "early_stopping_rounds": 10}
+
 
 @dataclass
 class TrainReport:
@@ -79,6 +85,8 @@ def train_all(
     seed: int = 42,
     stages: tuple[str, ...] = ("retrieval", "ranking"),
     baselines: bool = True,
+    quick: bool = False,
+    progress: bool = True,
 ) -> TrainReport:
     """Train the requested stages on `data_dir` and store every artifact.
 
@@ -87,14 +95,20 @@ def train_all(
         seed: seed for every random choice.
         stages: "retrieval" alone, or "retrieval" and "ranking" (ranking needs a retriever).
         baselines: also evaluate most-popular and EASE^R on the same split.
+        quick: small models and few epochs (tests and smoke runs), not for real use.
+        progress: show progress bars.
 
     Returns:
         The stored tags, test metrics of every model, and timings.
     """
     from models.retriever import Retriever
-    from models.train_ranker import train_ranker
+    from models.train_ranker import RankerTrainConfig, train_ranker
     from models.train_retrieval import train_retriever
     from models.two_stage import TwoStageRecommender
+    from models.two_tower import TwoTowerConfig
+
+    tower_config = TwoTowerConfig(**(QUICK_TOWER_OVERRIDES if quick else {}))
+    ranker_config = RankerTrainConfig(**(QUICK_RANKER_OVERRIDES if quick else {}))
 
     report = TrainReport()
     with _Timer(report, "load+split"):
@@ -114,7 +128,9 @@ def train_all(
     retriever: Retriever | None = None
     if "retrieval" in stages:
         with _Timer(report, "retrieval"):
-            retriever, fit_metrics = train_retriever(dataset, split, snapshot_fit, seed=seed)
+            retriever, fit_metrics = train_retriever(
+                dataset, split, snapshot_fit, tower_config, seed, progress=progress
+            )
             serving = retriever.with_history(split.train)
             report.metrics["retrieval only"] = evaluate_recommender(serving, split.test, n_items)
             report.info["retrieval_validation"] = fit_metrics
@@ -136,6 +152,7 @@ def train_all(
                 retriever.with_history(split.fit),
                 MemoryFeatureStore(snapshot_fit),
                 split,
+                ranker_config,
                 seed=seed,
             )
             two_stage = TwoStageRecommender(

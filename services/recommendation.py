@@ -1,0 +1,99 @@
+"""RecommendationService: the HTTP API of DESIGN.md, composing the retriever and ranker bentos.
+
+`bentoml.depends()` wires the two stages: under `bentoml serve` BentoML runs them as it runs
+dependencies; with RECSYS_RETRIEVER_URL / RECSYS_RANKER_URL set (Kubernetes) they are reached by
+URL, so each bento deploys and scales on its own.
+
+Routes: POST /recommend (a BentoML API, validated by `RecommendRequest`), and the operational
+GET/POST routes (/health, /ready, /info, /drift/*) in a small Starlette app mounted beside it.
+Unknown request fields are rejected (400) rather than ignored, so a misspelt `exclude_seen`
+cannot silently change behaviour.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from typing import Any
+
+import bentoml
+from bentoml.models import BentoModel
+from pydantic import BaseModel, ConfigDict, Field
+
+from models import artifacts
+from services.ops_routes import MAX_BODY_BYTES, BodySizeLimit, ops_app
+from services.pipeline import Catalog, RecommendationPipeline
+from services.ranker import RankerService
+from services.retriever import RetrieverService
+from services.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+
+class RecommendRequest(BaseModel):
+    """Body of POST /recommend."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user_id: int = Field(description="MovieLens user id; unknown ids get a cold-start list.")
+    k: int = Field(10, ge=1, le=100, description="How many movies to return (1..100).")
+    exclude_seen: bool = Field(True, description="Never return movies the user has rated.")
+
+
+@bentoml.service(
+    name="recommendation",
+    # BentoML 1.4 keeps every request's timeout timer alive for `timeout` s: keep it short.
+    traffic={"timeout": 10},
+    workers=1,
+)
+@bentoml.asgi_app(ops_app, path="/")
+class RecommendationService:
+    """Retrieve ~100 candidates, rank them, answer with titles, scores, versions and timings."""
+
+    retriever = bentoml.depends(RetrieverService, url=get_settings().retriever_url)
+    ranker = bentoml.depends(RankerService, url=get_settings().ranker_url)
+    snapshot_model = BentoModel(get_settings().artifacts.snapshot_tag)
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.settings = settings
+        self.snapshot_tag = str(self.snapshot_model.tag)
+        snapshot = artifacts.load_snapshot(self.snapshot_tag)
+        self.feature_version = snapshot.version
+        self.snapshot_metadata = snapshot.metadata
+        self.pipeline = RecommendationPipeline(
+            self.retriever,
+            self.ranker,
+            Catalog.from_frame(snapshot.catalog),
+            candidates=settings.retrieval.candidates,
+        )
+        self.ready = True
+        gc.freeze()  # loaded objects live for the process: keep them out of GC passes
+        logger.info("recommendation service ready (features %s)", self.feature_version)
+
+    def __is_ready__(self) -> bool:
+        return self.ready
+
+    @bentoml.api(input_spec=RecommendRequest, route="/recommend")
+    async def recommend(
+        self, user_id: int, k: int = 10, exclude_seen: bool = True
+    ) -> dict[str, Any]:
+        """Top-k movies for a user (see DESIGN.md's HTTP API)."""
+        return await self.pipeline.recommend(user_id, k, exclude_seen)
+
+    def info(self) -> dict[str, Any]:
+        """Model tags, feature version, dataset fingerprint and the configuration in force."""
+        config = self.settings.model_dump(mode="json")
+        config["redis"].pop("password", None)
+        return {
+            "service": "recommendation",
+            "feature_snapshot": self.snapshot_tag,
+            "feature_version": self.feature_version,
+            "dataset": self.snapshot_metadata.get("dataset_format"),
+            "dataset_fingerprint": self.snapshot_metadata.get("dataset_fingerprint"),
+            "max_body_bytes": MAX_BODY_BYTES,
+            "config": config,
+        }
+
+
+RecommendationService.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)

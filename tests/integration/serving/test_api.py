@@ -1,0 +1,133 @@
+"""The RecommendationService HTTP API (DESIGN.md): every route, bad input, cold start, seen items.
+
+Runs the real service ASGI app (`to_asgi()`), with the retriever and ranker services composed in
+process as BentoML does when no URLs are configured, over models trained in the session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+from starlette.testclient import TestClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _post(client: TestClient, body: Any) -> Any:
+    return client.post("/recommend", json=body)
+
+
+def test_recommend_returns_ranked_titled_items(client: TestClient, history: pd.DataFrame) -> None:
+    user_id = int(history["user_id"].iloc[0])
+    response = _post(client, {"user_id": user_id, "k": 10})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["user_id"] == user_id
+    assert body["cold_start"] is False
+    recs = body["recommendations"]
+    assert len(recs) == 10
+    assert [r["rank"] for r in recs] == list(range(1, 11))
+    assert all(r["title"] for r in recs)
+    scores = [r["score"] for r in recs]
+    assert scores == sorted(scores, reverse=True)
+    assert len({r["item_id"] for r in recs}) == 10
+    assert set(body["timings_ms"]) == {"retrieval", "features", "ranking", "total"}
+    assert body["timings_ms"]["total"] > 0
+    assert {"two_tower", "ranker", "feature_version"} <= set(body["model_version"])
+
+
+def test_exclude_seen_never_returns_rated_movies(client: TestClient, history: pd.DataFrame) -> None:
+    heavy = history["user_id"].value_counts().index[:5]
+    for user_id in heavy:
+        seen = set(history.loc[history["user_id"] == user_id, "item_id"])
+        body = _post(client, {"user_id": int(user_id), "k": 100}).json()
+        returned = {r["item_id"] for r in body["recommendations"]}
+        assert returned, "a known user gets recommendations"
+        assert not returned & seen
+
+
+def test_exclude_seen_false_may_return_rated_movies(
+    client: TestClient, history: pd.DataFrame
+) -> None:
+    user_id = int(history["user_id"].value_counts().index[0])
+    seen = set(history.loc[history["user_id"] == user_id, "item_id"])
+    body = _post(client, {"user_id": user_id, "k": 100, "exclude_seen": False}).json()
+    assert {r["item_id"] for r in body["recommendations"]} & seen
+
+
+def test_unknown_user_gets_cold_start_list(client: TestClient) -> None:
+    response = _post(client, {"user_id": 10_000_000, "k": 5})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["cold_start"] is True
+    assert len(body["recommendations"]) == 5
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"k": 10}, "user_id"),  # missing user_id
+        ({"user_id": "635"}, "user_id"),  # user_id of the wrong type (string)
+        ({"user_id": 6.5}, "user_id"),  # user_id of the wrong type (float)
+        ({"user_id": 1, "k": 0}, "k"),  # k below 1
+        ({"user_id": 1, "k": 101}, "k"),  # k above 100
+        ({"user_id": 1, "k": "ten"}, "k"),  # k a string
+        ({"user_id": 1, "exclude_seen": "no"}, "exclude_seen"),  # not a boolean
+        ({"user_id": 1, "colour": "red"}, "colour"),  # unknown fields are rejected
+    ],
+)
+def test_bad_input_gets_400_naming_the_field(
+    client: TestClient, body: dict[str, Any], field: str
+) -> None:
+    response = _post(client, body)
+    assert response.status_code == 400
+    assert field in response.text
+
+
+@pytest.mark.parametrize(
+    ("content", "status"),
+    [
+        (b"this is not json", 400),  # a body that is not JSON
+        (b"", 400),  # an empty body
+        (b"[1, 2, 3]", 400),  # JSON that is not an object
+        (b'{"user_id": 1, "pad": "' + b"x" * 70_000 + b'"}', 413),  # a body over 64 KB
+    ],
+)
+def test_malformed_bodies_get_4xx(client: TestClient, content: bytes, status: int) -> None:
+    response = client.post(
+        "/recommend", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status
+
+
+def test_health_reports_feature_store(client: TestClient) -> None:
+    body = client.get("/health").json()
+    assert body["status"] == "ok"
+    assert body["feature_store"]["mode"] == "parquet"
+
+
+def test_ready_and_probes(client: TestClient) -> None:
+    assert client.get("/ready").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/livez").status_code == 200
+
+
+def test_info_names_models_and_features(client: TestClient, trained_models: Any) -> None:
+    body = client.get("/info").json()
+    assert body["feature_snapshot"] == trained_models.tags["feature-snapshot"]
+    assert body["dataset_fingerprint"] == trained_models.info["fingerprint"]
+    assert body["retriever"]["model"] == trained_models.tags["two-tower"]
+    assert body["ranker"]["model"] == trained_models.tags["ranker"]
+    assert "password" not in body["config"]["redis"]
+
+
+def test_drift_routes_answer(client: TestClient, history: pd.DataFrame) -> None:
+    for user_id in history["user_id"].unique()[:20]:
+        _post(client, {"user_id": int(user_id), "k": 10})
+    status = client.get("/drift/status")
+    assert status.status_code == 200
+    assert "features" in status.json() or status.json()["status"] == "not configured"
+    report = client.get("/drift/report", params={"format": "pdf"})
+    assert report.status_code == 400
