@@ -45,9 +45,9 @@ def retriever(trained: tuple[Retriever, dict[str, float]], synth_split: Split) -
 
 @pytest.fixture
 def clustered_embeddings() -> np.ndarray:
-    """20,000 unit vectors in 32 dimensions around 200 random centres."""
+    """10,000 unit vectors in 32 dimensions around 200 random centres."""
     rng = np.random.default_rng(7)
     centres = rng.standard_normal((200, 32))
-    points = centres[rng.integers(0, 200, 20_000)] + 0.6 * rng.standard_normal((20_000, 32))
+    points = centres[rng.integers(0, 200, 10_000)] + 0.6 * rng.standard_normal((10_000, 32))
     points /= np.linalg.norm(points, axis=1, keepdims=True)
     return points.astype(np.float32)

@@ -21,6 +21,7 @@ def test_small_catalog_gets_exact_search(clustered_embeddings: np.ndarray) -> No
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_large_catalog_gets_approximate_index_meeting_recall(
     clustered_embeddings: np.ndarray, kind: str
@@ -36,6 +37,7 @@ def test_large_catalog_gets_approximate_index_meeting_recall(
     assert fresh >= settings.min_index_recall - 0.03
 
 
+@pytest.mark.slow
 def test_index_search_beyond_ef_search_returns_k_results(clustered_embeddings: np.ndarray) -> None:
     settings = RetrievalSettings(exact_max_items=1_000, hnsw_m=16)
     index = build_index(clustered_embeddings, settings)

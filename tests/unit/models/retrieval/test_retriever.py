@@ -100,3 +100,17 @@ def test_new_user_with_history_is_not_cold(retriever: Retriever, synth_split: Sp
     result = served.retrieve(5_000_000, k=10)
     assert not result.cold_start
     assert not set(result.item_ids.tolist()) & set(items.tolist())
+
+
+def test_cold_item_recall_counts_only_items_unseen_in_training(
+    retriever: Retriever, synth_split: Split
+) -> None:
+    from models.train_retrieval import cold_item_recall
+
+    # Pretend the test window's first items were never rated in training.
+    hidden = set(synth_split.test["item_id"].unique()[:5].tolist())
+    known = synth_split.train[~synth_split.train["item_id"].isin(hidden)]
+    recall, pairs = cold_item_recall(retriever, known, synth_split.test)
+    assert pairs == int(synth_split.test["item_id"].isin(hidden).sum())
+    assert 0.0 <= recall <= 1.0
+    assert cold_item_recall(retriever, synth_split.test, synth_split.test) == (0.0, 0)
