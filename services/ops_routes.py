@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.pipeline import _call
+from services.pipeline import call_stage, stage_method
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,11 @@ def _service() -> Any:
 async def _ask_ranker(method: str, **kwargs: Any) -> dict[str, Any] | None:
     """Call an operational method of the ranker, or None when it does not offer it."""
     ranker = _service().ranker
-    target = getattr(ranker, method, None)
-    if target is None:
+    try:
+        stage_method(ranker, method)
+    except AttributeError:
         return None
-    result: dict[str, Any] = await _call(target, **kwargs)
+    result: dict[str, Any] = await call_stage(ranker, method, **kwargs)
     return result
 
 
@@ -101,8 +102,8 @@ async def info(request: Request) -> JSONResponse:
     """Model tags and versions, feature version, dataset fingerprint, config in force."""
     service = _service()
     body = service.info()
-    body["retriever"] = await _call(service.retriever.info)
-    body["ranker"] = await _call(service.ranker.info)
+    body["retriever"] = await call_stage(service.retriever, "info")
+    body["ranker"] = await call_stage(service.ranker, "info")
     return JSONResponse(body)
 
 

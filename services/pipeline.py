@@ -3,7 +3,7 @@
 The two stages are whatever objects answer `retrieve(...)` and `rank(...)` with the
 RetrieverService / RankerService payloads: the service instances themselves when BentoML composes
 them in one process, or BentoML clients when they run as separate deployments. Both are awaited
-through `_call`, so the pipeline is async either way.
+through `call_stage`, so the pipeline is async either way.
 """
 
 from __future__ import annotations
@@ -48,8 +48,15 @@ class Catalog:
         return [str(t) if f else "" for t, f in zip(self.titles[pos], found, strict=True)]
 
 
-async def _call(method: Any, **kwargs: Any) -> Any:
-    result = method(**kwargs)
+def stage_method(stage: Any, name: str) -> Any:
+    """`stage.name`, through the async client when `stage` is a remote BentoML proxy."""
+    client = getattr(stage, "to_async", None)
+    return getattr(client if client is not None else stage, name)
+
+
+async def call_stage(stage: Any, name: str, **kwargs: Any) -> Any:
+    """Call a stage's method and await it when it is async (remote) or return it (in process)."""
+    result = stage_method(stage, name)(**kwargs)
     return await result if inspect.isawaitable(result) else result
 
 
@@ -67,8 +74,9 @@ class RecommendationPipeline:
     async def recommend(self, user_id: int, k: int, exclude_seen: bool = True) -> dict[str, Any]:
         """Top-`k` movies for `user_id` with titles, scores, model versions and stage timings."""
         start = time.perf_counter()
-        found = await _call(
-            self.retriever.retrieve,
+        found = await call_stage(
+            self.retriever,
+            "retrieve",
             user_id=user_id,
             k=max(self.candidates, k),
             exclude_item_ids=[],
@@ -79,8 +87,9 @@ class RecommendationPipeline:
         ranker_version: dict[str, Any] = {}
         ranking_ms = 0.0
         if found["item_ids"]:
-            ranked = await _call(
-                self.ranker.rank,
+            ranked = await call_stage(
+                self.ranker,
+                "rank",
                 user_id=user_id,
                 item_ids=found["item_ids"],
                 retrieval_scores=found["scores"],

@@ -1,0 +1,79 @@
+"""Drift monitoring of the features a service serves: the monitor, the log and the batch job.
+
+`ServedFeatureMonitor` is what the ranking service holds: every request's (N, F) feature matrix
+goes to the in-process `DriftMonitor` and, sampled, to the rotating `InferenceLog`; the drift
+routes read `status()`, run `check()` (the Evidently job over the logged window) and return
+`latest_report()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitoring.baseline import Baseline
+from monitoring.config import DriftSettings
+from monitoring.drift import HTML_FILE, DriftSpec, load_latest_result, run_drift_report
+from monitoring.errors import NoLoggedTrafficError
+from monitoring.inference_log import InferenceLog
+from monitoring.monitor import DriftMonitor
+
+logger = logging.getLogger(__name__)
+
+
+class ServedFeatureMonitor:
+    """In-process drift monitor plus sampled feature log for one service."""
+
+    def __init__(
+        self, baseline: Baseline, reference: pd.DataFrame, settings: DriftSettings
+    ) -> None:
+        self.settings = settings
+        self.reference = reference
+        self.monitor = DriftMonitor(baseline, settings)
+        self.log = InferenceLog(settings, [f.name for f in baseline.features])
+        self.spec = DriftSpec.from_baseline(baseline, threshold=settings.psi_drift)
+        self._check_lock = threading.Lock()
+
+    def observe(self, features: np.ndarray) -> None:
+        """Record one request's (N, F) served features (cheap: the request path calls it)."""
+        self.monitor.update(features)
+        self.log.log(features)
+
+    def status(self) -> dict[str, Any]:
+        """Per-feature mean/std vs baseline, PSI, KL and status, plus the overall status."""
+        return self.monitor.status()
+
+    def check(self) -> dict[str, Any]:
+        """Run the Evidently comparison over the logged window now (seconds; off the loop).
+
+        Returns:
+            The report summary, or `{"error": ...}` when nothing has been logged yet.
+        """
+        with self._check_lock:
+            self.log.flush()
+            try:
+                result = run_drift_report(
+                    self.settings.log_dir, self.reference, self.settings.report_dir, self.spec
+                )
+            except NoLoggedTrafficError as exc:
+                return {"error": str(exc)}
+        logger.info("drift check: %s", result.summary())
+        return result.to_dict()
+
+    def latest_report(self, fmt: str = "json") -> dict[str, Any]:
+        """The last report: its JSON summary, or `{"html": ...}`; `{"error": ...}` if none."""
+        summary = load_latest_result(self.settings.report_dir)
+        if summary is None:
+            return {"error": "no drift report yet: POST /drift/check or run `recsys drift report`"}
+        if fmt == "html":
+            return {"html": (Path(self.settings.report_dir) / HTML_FILE).read_text()}
+        return summary
+
+    def close(self) -> None:
+        """Flush the log and stop its writer."""
+        self.log.close()
