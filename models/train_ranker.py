@@ -9,7 +9,8 @@ Time windows (per user, DESIGN.md protocol: fit < valid < test):
 - labels: 1 when a candidate is among the user's ``split.valid`` items (a later window), else 0.
 
 One query group per user; groups without a positive carry no ranking signal and are dropped.
-A seeded 20% of the users is held out for early stopping on NDCG@10. At test and serving time
+The number of trees is chosen on held-out users: 5 seeded user folds (20% each), the round
+with the best mean NDCG@10 wins, then the model is refitted on all groups. At test and serving time
 the same model scores candidates from ``split.train`` histories with ``snapshot_serve``
 features, and ``split.test`` is the label window.
 """
@@ -40,7 +41,7 @@ class RankerTrainConfig:
     max_depth: int = 5
     """Tree depth."""
     max_trees: int = 150
-    """Upper bound on boosting rounds (early stopping usually ends sooner)."""
+    """Upper bound on boosting rounds (the k-fold NDCG@10 curve picks the count)."""
     learning_rate: float = 0.1
     """Shrinkage per round."""
     min_child_weight: float = 1.0
@@ -51,12 +52,13 @@ class RankerTrainConfig:
     """Feature sampling per tree."""
     objective: str = "rank:ndcg"
     """XGBoost ranking objective."""
-    early_stopping_rounds: int = 20
-    """Stop after this many rounds without holdout NDCG@10 improvement."""
-    holdout_fraction: float = 0.2
-    """Share of users held out for early stopping."""
-    nthread: int = 2
-    """Training threads (serving threads come from RankingSettings)."""
+    folds: int = 5
+    """User folds that choose the number of trees (each holds out 1/folds of the users)."""
+    early_stopping_rounds: int = 50
+    """A fold stops after this many rounds without holdout NDCG@10 improvement."""
+    nthread: int = 1
+    """Training threads; OpenMP with every core busy is many times slower than one thread
+    (DESIGN.md), so more only pays on an otherwise idle machine. Serving: RankingSettings."""
 
 
 @dataclass(frozen=True)
@@ -130,32 +132,70 @@ def train_ranker(
 ) -> tuple[Ranker, dict[str, float]]:
     """Train the ranker on `retriever`'s candidates with `split.valid` labels.
 
+    The number of trees is chosen by user-level k-fold: each fold holds out 1/k of the users
+    (20% with k = 5), the mean holdout NDCG@10 curve picks the round count, and the final model
+    is refitted on every group with that many trees.
+
     Args:
         retriever: first stage with `split.fit` histories (it must exclude fit items).
         store: feature store over `build_snapshot(dataset, split.fit)`.
         split: the protocol split; only `valid` is read (the labels).
         config: hyperparameters (defaults: `RankerTrainConfig()`).
-        seed: seeds the holdout users and XGBoost.
+        seed: seeds the folds and XGBoost.
 
     Returns:
-        The ranker and holdout metrics: NDCG@10 / recall@10 of retrieval order and of the
-        ranker over the same candidates, with the number of groups and trees.
+        The ranker and out-of-fold metrics over all label-window users: NDCG@10 / recall@10 of
+        retrieval order and of the ranker on the same candidates, plus group and tree counts.
     """
     config = config or RankerTrainConfig()
     data = build_training_set(retriever, store, split.valid, config.candidates)
     users = np.unique(data.user_ids)
-    rng = np.random.default_rng(seed)
-    n_holdout = max(1, int(len(users) * config.holdout_fraction))
-    holdout_users = rng.choice(users, size=n_holdout, replace=False)
-    in_holdout = np.isin(data.user_ids, holdout_users)
+    fold_of_user = np.random.default_rng(seed).permutation(len(users)) % config.folds
+    fold = fold_of_user[np.searchsorted(users, data.user_ids)]  # (R,)
     has_positive = np.isin(data.user_ids, np.unique(data.user_ids[data.labels > 0]))
-    train_rows = ~in_holdout & has_positive
-    eval_rows = in_holdout & has_positive
-    if not train_rows.any() or not eval_rows.any():
+    if not has_positive.any():
         raise ValueError("no user has a validation item among the candidates: cannot train")
-    dtrain = _dmatrix(data, train_rows)
-    deval = _dmatrix(data, eval_rows)
-    params = {
+    params = _params(config, seed)
+    curves, fold_boosters = [], []
+    for f in range(config.folds):
+        held = fold == f
+        result: dict[str, dict[str, list[float]]] = {}
+        booster = xgb.train(
+            params,
+            _dmatrix(data, ~held & has_positive),
+            num_boost_round=config.max_trees,
+            evals=[(_dmatrix(data, held & has_positive), "holdout")],
+            evals_result=result,
+            early_stopping_rounds=config.early_stopping_rounds,
+            verbose_eval=False,
+        )
+        curves.append(result["holdout"]["ndcg@10"])
+        fold_boosters.append(booster)
+    # A fold that stopped early keeps its last holdout value for the remaining rounds.
+    longest = max(len(c) for c in curves)
+    mean_curve = np.mean([np.pad(c, (0, longest - len(c)), mode="edge") for c in curves], axis=0)
+    trees = int(np.argmax(mean_curve)) + 1
+    booster = xgb.train(params, _dmatrix(data, has_positive), num_boost_round=trees)
+    ranker = Ranker(booster, data.assembler)
+    oof = np.empty(len(data.labels), dtype=np.float32)
+    for f, fold_booster in enumerate(fold_boosters):
+        held = fold == f
+        rounds = min(trees, fold_booster.num_boosted_rounds())
+        oof[held] = fold_booster[:rounds].inplace_predict(data.features[held])
+    metrics = _out_of_fold_metrics(data, oof, split.valid)
+    metrics.update(
+        groups=float(len(np.unique(data.user_ids[has_positive]))),
+        users=float(len(users)),
+        trees=float(trees),
+        positive_rate=float(data.labels.mean()),
+    )
+    metrics["cv_ndcg@10"] = float(mean_curve[trees - 1])
+    logger.info("ranker trained: %s (config %s)", metrics, asdict(config))
+    return ranker, metrics
+
+
+def _params(config: RankerTrainConfig, seed: int) -> dict[str, object]:
+    return {
         "objective": config.objective,
         "eval_metric": "ndcg@10",
         "max_depth": config.max_depth,
@@ -167,26 +207,6 @@ def train_ranker(
         "nthread": config.nthread,
         "seed": seed,
     }
-    booster = xgb.train(
-        params,
-        dtrain,
-        num_boost_round=config.max_trees,
-        evals=[(deval, "holdout")],
-        early_stopping_rounds=config.early_stopping_rounds,
-        verbose_eval=False,
-    )
-    best = int(booster.best_iteration)
-    booster = booster[: best + 1]  # keep only the trees that helped: cheaper to serve
-    ranker = Ranker(booster, data.assembler)
-    metrics = _holdout_metrics(ranker, data, in_holdout, split.valid)
-    metrics.update(
-        train_groups=float(len(np.unique(data.user_ids[train_rows]))),
-        holdout_groups=float(len(np.unique(data.user_ids[eval_rows]))),
-        trees=float(ranker.n_trees),
-        positive_rate=float(data.labels.mean()),
-    )
-    logger.info("ranker trained: %s (config %s)", metrics, asdict(config))
-    return ranker, metrics
 
 
 def _dmatrix(data: TrainingSet, rows: np.ndarray) -> xgb.DMatrix:
@@ -199,33 +219,30 @@ def _dmatrix(data: TrainingSet, rows: np.ndarray) -> xgb.DMatrix:
     )
 
 
-def _holdout_metrics(
-    ranker: Ranker, data: TrainingSet, in_holdout: np.ndarray, labels_window: pd.DataFrame
+def _out_of_fold_metrics(
+    data: TrainingSet, scores: np.ndarray, labels_window: pd.DataFrame
 ) -> dict[str, float]:
-    """Protocol metrics on the holdout users: retrieval order vs the ranker's order."""
-    owners = data.user_ids[in_holdout]
-    items = data.item_ids[in_holdout]
-    scores = ranker.score(data.features[in_holdout])
+    """Protocol metrics of every user's candidates: retrieval order vs out-of-fold scores."""
     # Rows of a user are contiguous: split at the boundaries.
-    users, starts = np.unique(owners, return_index=True)
-    bounds = np.sort(starts)[1:]
+    users, starts = np.unique(data.user_ids, return_index=True)
+    order = np.argsort(starts)
+    bounds = starts[order][1:]
     relevant_by_user = labels_window.groupby("user_id")["item_id"].apply(np.asarray)
-    width = max(100, int(np.bincount(np.searchsorted(users, owners)).max()))
+    width = max(100, int(np.bincount(np.searchsorted(users, data.user_ids)).max()))
     retrieval = np.full((len(users), width), -1, dtype=np.int64)
     reranked = retrieval.copy()
-    order_users = owners[np.sort(starts)]
     for row, (mine, score) in enumerate(
-        zip(np.split(items, bounds), np.split(scores, bounds), strict=True)
+        zip(np.split(data.item_ids, bounds), np.split(scores, bounds), strict=True)
     ):
         retrieval[row, : len(mine)] = mine
         reranked[row, : len(mine)] = mine[np.argsort(-score, kind="stable")]
-    relevant = [relevant_by_user[u] for u in order_users]
+    relevant = [relevant_by_user[u] for u in users[order]]
     n_catalog = int(np.unique(data.item_ids).size)
     base = ranking_metrics(retrieval, relevant, n_catalog)
     ranked = ranking_metrics(reranked, relevant, n_catalog)
     return {
-        "holdout_ndcg@10_retrieval": base["ndcg@10"],
-        "holdout_ndcg@10_ranker": ranked["ndcg@10"],
-        "holdout_recall@10_retrieval": base["recall@10"],
-        "holdout_recall@10_ranker": ranked["recall@10"],
+        "oof_ndcg@10_retrieval": base["ndcg@10"],
+        "oof_ndcg@10_ranker": ranked["ndcg@10"],
+        "oof_recall@10_retrieval": base["recall@10"],
+        "oof_recall@10_ranker": ranked["recall@10"],
     }

@@ -29,7 +29,7 @@ def stored_ranker() -> dict[str, str]:
     split = temporal_split(dataset.interactions)
     fit_store = MemoryFeatureStore(build_snapshot(dataset, split.fit))
     first = PopularRecommender().fit(split.fit, fit_store.snapshot.item_ids)
-    config = RankerTrainConfig(max_trees=30, early_stopping_rounds=10)
+    config = RankerTrainConfig(max_trees=30, folds=3, early_stopping_rounds=10)
     ranker, metrics = train_ranker(first, fit_store, split, config, seed=0)
     serving = build_snapshot(dataset, split.train)
     return {

@@ -46,5 +46,5 @@ def trained_ranker(
     fit_popular: PopularRecommender, fit_store: MemoryFeatureStore, synth_split: Split
 ) -> tuple[Ranker, dict[str, float]]:
     """A small ranker trained on popular candidates with valid-window labels."""
-    config = RankerTrainConfig(max_trees=40, early_stopping_rounds=10)
+    config = RankerTrainConfig(max_trees=30, folds=3, early_stopping_rounds=10)
     return train_ranker(fit_popular, fit_store, synth_split, config, seed=0)

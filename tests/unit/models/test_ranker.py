@@ -119,7 +119,7 @@ def test_ranker_beats_retrieval_order_on_planted_signal(
 ) -> None:
     """Taste-blind popular candidates; the ranker must learn the planted genre clusters."""
     ranker, metrics = trained_ranker
-    assert metrics["holdout_ndcg@10_ranker"] > metrics["holdout_ndcg@10_retrieval"]
+    assert metrics["oof_ndcg@10_ranker"] > metrics["oof_ndcg@10_retrieval"]
     item_ids = synth_dataset.items["item_id"].to_numpy(np.int64)
     serving_first = PopularRecommender().fit(synth_split.train, item_ids)
     serving_store = MemoryFeatureStore(build_snapshot(synth_dataset, synth_split.train))
