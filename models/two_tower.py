@@ -39,7 +39,7 @@ class TwoTowerConfig:
     """Output embedding size of both towers."""
     hidden: int = 256
     """Hidden layer width of both towers' MLPs."""
-    history_len: int = 50
+    history_len: int = 200
     """Most recent history items mean-pooled into the user query."""
     pop_buckets: int = 10
     """Popularity-rank quantile buckets of the item tower (bucket 0 = never rated)."""
