@@ -18,6 +18,7 @@ Unknown retrieval scores (a caller that sends none) are NaN, which XGBoost treat
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +74,15 @@ class RankResult:
         scores: (k,) float32 ranker margins (higher is better).
         contributions: with `explain=True`, per item the top three (feature, contribution)
             pairs by absolute value (XGBoost SHAP values); else None.
+        features: (N, F) float32 matrix of every scored candidate (what drift monitoring sees).
+        timings_ms: milliseconds spent reading features, assembling them and scoring.
     """
 
     item_ids: np.ndarray
     scores: np.ndarray
     contributions: list[list[tuple[str, float]]] | None = None
+    features: np.ndarray | None = None
+    timings_ms: dict[str, float] | None = None
 
 
 def demographic_genre_lift(users: np.ndarray, user_columns: tuple[str, ...]) -> np.ndarray:
@@ -267,13 +272,21 @@ class Ranker:
             k: how many to return (at most N).
             explain: also return the top three feature contributions per returned item.
         """
+        start = time.perf_counter()
         item_ids = np.asarray(item_ids, dtype=np.int64)
         rows = store.read(int(user_id), item_ids)
+        read = time.perf_counter()
         features = self.features(rows, retrieval_scores)
+        assembled = time.perf_counter()
         scores = self.score(features)
         top = np.argsort(-scores, kind="stable")[: max(k, 0)]
         explained = self._top_contributions(features[top]) if explain else None
-        return RankResult(item_ids[top], scores[top], explained)
+        timings = {
+            "features": (assembled - start) * 1e3,
+            "read": (read - start) * 1e3,
+            "ranking": (time.perf_counter() - assembled) * 1e3,
+        }
+        return RankResult(item_ids[top], scores[top], explained, features, timings)
 
     def _top_contributions(self, features: np.ndarray) -> list[list[tuple[str, float]]]:
         contrib = self.contributions(features)[:, :-1]  # drop the bias column

@@ -17,11 +17,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from data.features import build_snapshot, dataset_fingerprint
+from data.features import DEMOGRAPHIC_COLUMNS, build_snapshot, dataset_fingerprint
 from data.movielens import load_movielens
 from data.schema import Dataset
 from data.split import Split, temporal_split
@@ -30,13 +30,19 @@ from models import artifacts
 from models.baselines import EASERecommender, PopularRecommender, tune_ease
 from models.evaluation import evaluate_recommender
 
+if TYPE_CHECKING:
+    from models.two_stage import TwoStageRecommender
+
 logger = logging.getLogger(__name__)
 
 # Small, fast settings for tests and smoke runs (`train_all(..., quick=True)`).
 QUICK_TOWER_OVERRIDES: dict[str, Any] = {
     "dim": 32, "hidden": 64, "history_len": 20, "epochs": 4, "patience": 2, "batch_size": 256,
 }  # fmt: skip
-QUICK_RANKER_OVERRIDES: dict[str, Any] = {"max_trees": 30, "early_stopping_rounds": 10}
+QUICK_RANKER_OVERRIDES: dict[str, Any] = {
+    "max_trees": 30, "early_stopping_rounds": 10, "folds": 3,
+}  # fmt: skip
+DRIFT_BASELINE_USERS = 2000  # users whose served features make the drift baseline
 
 
 @dataclass
@@ -160,6 +166,9 @@ def train_all(
             )
             report.metrics["two-stage"] = evaluate_recommender(two_stage, split.test, n_items)
             report.info["ranking_validation"] = rank_metrics
+            report.tags["drift-reference"] = save_drift_baseline(
+                two_stage, split, snapshot_serve.version, seed
+            )
             report.tags["ranker"] = artifacts.save_ranker(
                 ranker,
                 artifacts.base_metadata(
@@ -171,6 +180,38 @@ def train_all(
                 ),
             )
     return report
+
+
+def serving_features(model: TwoStageRecommender, user_ids: np.ndarray) -> np.ndarray:
+    """The ranker's (rows, F) feature matrices for `user_ids`, exactly as serving builds them."""
+    blocks = []
+    for user_id in user_ids:
+        found = model.retriever.retrieve(int(user_id), k=model.candidates)
+        if len(found.item_ids):
+            result = model.ranker.rank(
+                int(user_id), found.item_ids, found.scores, model.store, k=model.candidates
+            )
+            if result.features is not None:
+                blocks.append(result.features)
+    return np.concatenate(blocks)
+
+
+def save_drift_baseline(
+    model: TwoStageRecommender, split: Split, feature_version: str, seed: int
+) -> str:
+    """Store the drift monitor's baseline: features served to (a sample of) the known users."""
+    from models.ranker import FEATURE_NAMES
+    from monitoring.baseline import Baseline, reference_sample
+
+    users = np.unique(split.train["user_id"].to_numpy(np.int64))
+    rng = np.random.default_rng(seed)
+    if len(users) > DRIFT_BASELINE_USERS:
+        users = np.sort(rng.choice(users, DRIFT_BASELINE_USERS, replace=False))
+    features = serving_features(model, users)
+    categorical = [c for c in DEMOGRAPHIC_COLUMNS if c in FEATURE_NAMES]
+    baseline = Baseline.from_matrix(features, FEATURE_NAMES, categorical=categorical)
+    sample = reference_sample(features, FEATURE_NAMES, seed=seed)
+    return artifacts.save_drift_reference(baseline, sample, feature_version, users=len(users))
 
 
 def models_exist(*tags: str) -> bool:

@@ -25,6 +25,12 @@ from monitoring.monitor import DriftMonitor
 
 logger = logging.getLogger(__name__)
 
+SERVICE_CHECK_MAX_ROWS = 5_000
+
+
+def _import_evidently() -> None:
+    import evidently.presets  # noqa: F401
+
 
 class ServedFeatureMonitor:
     """In-process drift monitor plus sampled feature log for one service."""
@@ -36,8 +42,17 @@ class ServedFeatureMonitor:
         self.reference = reference
         self.monitor = DriftMonitor(baseline, settings)
         self.log = InferenceLog(settings, [f.name for f in baseline.features])
-        self.spec = DriftSpec.from_baseline(baseline, threshold=settings.psi_drift)
+        # The in-service check must answer within the request timeout: sample fewer rows than
+        # the batch job (`recsys drift report`) does.
+        self.spec = DriftSpec.from_baseline(
+            baseline,
+            threshold=settings.psi_drift,
+            max_rows=min(settings.report_max_rows, SERVICE_CHECK_MAX_ROWS),
+        )
         self._check_lock = threading.Lock()
+        # Evidently takes seconds to import: do it now, off the request path, so that
+        # POST /drift/check pays only for the report itself.
+        threading.Thread(target=_import_evidently, name="evidently-import", daemon=True).start()
 
     def observe(self, features: np.ndarray) -> None:
         """Record one request's (N, F) served features (cheap: the request path calls it)."""

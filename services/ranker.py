@@ -8,6 +8,7 @@ Redis behind a circuit breaker with the embedded store as fallback) and delegate
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from pydantic import Field
 
 from feature_store.resilient import build_feature_store
 from models import artifacts
+from monitoring.served import ServedFeatureMonitor
 from services.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ MAX_CANDIDATES = 1000
     name="ranker",
     # BentoML 1.4 keeps a timer per request for `timeout` seconds: keep it short (DESIGN.md).
     traffic={"timeout": 10},
+    # Callers reach it through bentoml.depends(): avoid connection renewals under load.
+    runner_connection={"max_requests": 1_000_000},
     workers=1,
 )
 class RankerService:
@@ -38,6 +42,7 @@ class RankerService:
 
     ranker_model = BentoModel(get_settings().artifacts.ranker_tag)
     snapshot_model = BentoModel(get_settings().artifacts.snapshot_tag)
+    drift_model = BentoModel(get_settings().artifacts.drift_reference_tag)
 
     def __init__(self) -> None:
         settings = get_settings()
@@ -49,6 +54,8 @@ class RankerService:
             "ranker": str(artifacts.get_model(str(self.ranker_model.tag)).tag),
             "feature_version": self.store.version,
         }
+        baseline, reference = artifacts.load_drift_reference(str(self.drift_model.tag))
+        self.monitor = ServedFeatureMonitor(baseline, reference, settings.drift)
         self._ready = True
         # Loaded objects live for the process: keep them out of every GC pass (DESIGN.md traps).
         gc.freeze()
@@ -83,6 +90,8 @@ class RankerService:
         result = self.ranker.rank(
             user_id, np.asarray(item_ids, dtype=np.int64), scores, self.store, k, explain
         )
+        if result.features is not None:
+            self.monitor.observe(result.features)
         items: list[dict[str, Any]] = [
             {"item_id": int(i), "score": float(s)}
             for i, s in zip(result.item_ids, result.scores, strict=True)
@@ -90,4 +99,37 @@ class RankerService:
         if result.contributions is not None:
             for item, top in zip(items, result.contributions, strict=True):
                 item["contributions"] = [{"feature": f, "value": v} for f, v in top]
-        return {"items": items, "model_version": self.model_version}
+        timings = {name: round(ms, 3) for name, ms in (result.timings_ms or {}).items()}
+        return {"items": items, "model_version": self.model_version, "timings_ms": timings}
+
+    @bentoml.api
+    def health(self) -> dict[str, Any]:
+        """Feature-store state: mode, which backend answers, circuit-breaker state."""
+        return {"feature_store": self.store.status()}
+
+    @bentoml.api
+    def info(self) -> dict[str, Any]:
+        """The ranker's model tag, features and training metadata."""
+        model = artifacts.get_model(str(self.ranker_model.tag))
+        return {
+            "model": str(model.tag),
+            "feature_version": self.store.version,
+            "features": list(self.ranker.feature_names),
+            "drift_reference": str(self.drift_model.tag),
+            "metadata": model.info.metadata,
+        }
+
+    @bentoml.api
+    def drift_status(self) -> dict[str, Any]:
+        """The in-process monitor: per-feature PSI/KL against the training baseline."""
+        return self.monitor.status()
+
+    @bentoml.api
+    async def drift_check(self) -> dict[str, Any]:
+        """Run the Evidently comparison over the logged window (in a worker thread)."""
+        return await asyncio.to_thread(self.monitor.check)
+
+    @bentoml.api
+    def drift_report(self, format: str = "json") -> dict[str, Any]:
+        """The latest drift report (`format` json or html)."""
+        return self.monitor.latest_report(format)

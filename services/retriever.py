@@ -77,3 +77,14 @@ class RetrieverService:
             "cold_start": result.cold_start,
             "model_version": self.model_version,
         }
+
+    @bentoml.api
+    def info(self) -> dict[str, Any]:
+        """The retriever's model tag, index and training metadata."""
+        model = artifacts.get_model(str(self.two_tower_model.tag))
+        return {
+            "model": str(model.tag),
+            "feature_version": self.model_version["feature_version"],
+            "index": self.model_version["index"],
+            "metadata": model.info.metadata,
+        }

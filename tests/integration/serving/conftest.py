@@ -6,6 +6,7 @@ ML-1M-format dataset written to disk, so the served service loads real artifacts
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,40 @@ def trained_models(synth_dir: Path) -> TrainReport:
     return train_all(synth_dir, seed=0, quick=True, baselines=False)
 
 
+# A small drift window so a test can fill it with one kind of traffic, then another.
+DRIFT_ENV = {
+    "RECSYS_DRIFT__WINDOW": "60",
+    "RECSYS_DRIFT__BLOCK_REQUESTS": "10",
+    "RECSYS_DRIFT__MIN_WINDOW_REQUESTS": "30",
+    "RECSYS_DRIFT__LOG_SAMPLE_RATE": "1.0",
+}
+
+
 @pytest.fixture(scope="session")
-def client(trained_models: TrainReport) -> Iterator[TestClient]:
+def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment of the served service: small drift window, logs in a temporary folder."""
+    from services.settings import get_settings
+
+    logs = tmp_path_factory.mktemp("drift")
+    env = {
+        **DRIFT_ENV,
+        "RECSYS_DRIFT__LOG_DIR": str(logs / "log"),
+        "RECSYS_DRIFT__REPORT_DIR": str(logs / "reports"),
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    yield env
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def client(trained_models: TrainReport, service_env: dict[str, str]) -> Iterator[TestClient]:
     """The RecommendationService ASGI app, dependencies composed in process."""
     from services.recommendation import RecommendationService
 

@@ -123,11 +123,5 @@ def test_info_names_models_and_features(client: TestClient, trained_models: Any)
     assert "password" not in body["config"]["redis"]
 
 
-def test_drift_routes_answer(client: TestClient, history: pd.DataFrame) -> None:
-    for user_id in history["user_id"].unique()[:20]:
-        _post(client, {"user_id": int(user_id), "k": 10})
-    status = client.get("/drift/status")
-    assert status.status_code == 200
-    assert "features" in status.json() or status.json()["status"] == "not configured"
-    report = client.get("/drift/report", params={"format": "pdf"})
-    assert report.status_code == 400
+def test_drift_report_format_is_validated(client: TestClient) -> None:
+    assert client.get("/drift/report", params={"format": "pdf"}).status_code == 400
