@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 TRIVIAL_SERVICE = "services.trivial:TrivialService"
 RECOMMENDATION_SERVICE = "services.recommendation:RecommendationService"
+STARTUP_FAILED = b"Application startup failed"  # uvicorn's line when a worker cannot start
 COLD_EVERY = 20  # one request in 20 is for a user the models have never seen
 
 # Targets of issue 6 for the recommendation service (ML-100K models, this 2-core machine).
@@ -198,10 +199,11 @@ def _quiet_http_client() -> None:
 def _wait_ready(served: ServedProcess, spawned: float, timeout_s: float) -> float:
     with httpx.Client(base_url=served.url, timeout=1.0) as client:
         while (elapsed := time.perf_counter() - spawned) < timeout_s:
-            if served.process.poll() is not None:
+            # BentoML's arbiter restarts a worker whose startup failed instead of exiting.
+            if served.process.poll() is not None or STARTUP_FAILED in served.log_path.read_bytes():
                 raise ServeError(
-                    f"{served.import_path} exited with status {served.process.returncode} "
-                    f"before it was ready; log {served.log_path}: {_tail(served.log_path)}"
+                    f"{served.import_path} failed to start (exit status {served.process.poll()}); "
+                    f"log {served.log_path}: {_tail(served.log_path)}"
                 )
             try:
                 if client.get("/readyz").status_code == 200:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.bench_service import ServedProcess, free_port, measure, serve
+from services.bench_service import ServedProcess, ServeError, free_port, measure, serve
 from services.trivial import FIXED_ITEMS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -80,3 +80,11 @@ def test_bench_measures_and_leaves_nothing_running(tmp_path: Path) -> None:
     assert figures.start_s > 0
     with pytest.raises(ProcessLookupError):
         os.killpg(group, 0)  # signal 0: does the process group still exist?
+
+
+def test_a_service_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None:
+    with (
+        pytest.raises(ServeError, match=r"failed to start.*log"),
+        serve("services.no_such_module:Nothing", log_dir=tmp_path, ready_timeout_s=60),
+    ):
+        pass
