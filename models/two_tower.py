@@ -42,7 +42,7 @@ class TwoTowerConfig:
     history_len: int = 200
     """Most recent history items mean-pooled into the user query."""
     pop_buckets: int = 10
-    """Popularity-rank quantile buckets of the item tower (bucket 0 = never rated)."""
+    """Popularity-rank quantile buckets of the item tower (never-rated items: the last one)."""
     rare_item_min_count: int = 3
     """Items with fewer training ratings get no id embedding (content only)."""
     item_id_dropout: float = 0.1
@@ -115,14 +115,17 @@ def item_inputs(
         0,
     ).astype(np.int64)
     # Quantile of the popularity rank among rated items, so the buckets mean the same thing on
-    # any catalog size; never-rated items get bucket 0.
+    # any catalog size. Never-rated items share the least popular bucket: a bucket of their own
+    # would only ever be seen as a negative in training and bury every new movie.
     n = len(counts)
     order = np.lexsort((np.arange(n), -counts))
     rank = np.empty(n, dtype=np.float64)
     rank[order] = np.arange(n)
     n_rated = max(int((counts > 0).sum()), 1)
     pop_bucket = np.where(
-        counts > 0, 1 + np.minimum(rank * config.pop_buckets // n_rated, config.pop_buckets - 1), 0
+        counts > 0,
+        1 + np.minimum(rank * config.pop_buckets // n_rated, config.pop_buckets - 1),
+        config.pop_buckets,
     ).astype(np.int64)
     id_index = np.where(counts >= config.rare_item_min_count, np.arange(1, n + 1), 0)
     return ItemInputs(id_index.astype(np.int64), genres, year_bucket, pop_bucket)

@@ -57,7 +57,7 @@ def test_item_inputs_rare_and_unrated_items() -> None:
     full[:, 0] = matrix[:, 0]
     inputs = item_inputs(full, full_columns, counts, config)
     assert inputs.id_index.tolist() == [1, 0, 0, 4]  # items under 3 ratings: content only
-    assert inputs.pop_bucket[2] == 0  # never rated
+    assert inputs.pop_bucket[2] == 4  # never rated: the least popular bucket
     assert inputs.pop_bucket[0] == 1  # most rated: first bucket
     assert inputs.year_bucket[2] == 0  # unknown year
     assert inputs.year_bucket[0] > inputs.year_bucket[1] > 0
