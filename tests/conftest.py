@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,3 +52,25 @@ def pytest_configure(config: pytest.Config) -> None:
     Set before any test module imports bentoml, which reads BENTOML_HOME once.
     """
     os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="recsys-test-bentoml-")
+
+
+ARTIFACT_ENV = {
+    "two-tower": "RECSYS_ARTIFACTS__TWO_TOWER_TAG",
+    "ranker": "RECSYS_ARTIFACTS__RANKER_TAG",
+    "feature-snapshot": "RECSYS_ARTIFACTS__SNAPSHOT_TAG",
+    "drift-reference": "RECSYS_ARTIFACTS__DRIFT_REFERENCE_TAG",
+}
+
+
+@pytest.fixture(scope="session")
+def pinned_artifacts_env() -> Callable[[Mapping[str, str]], dict[str, str]]:
+    """Turns stored tags (`{"ranker": "ranker:abc", ...}`) into the service's env overrides.
+
+    Test areas share one model store, so a served service must be pinned to the exact models
+    its fixture trained instead of whatever `:latest` is by then.
+    """
+
+    def env(tags: Mapping[str, str]) -> dict[str, str]:
+        return {ARTIFACT_ENV[name]: tag for name, tag in tags.items() if name in ARTIFACT_ENV}
+
+    return env

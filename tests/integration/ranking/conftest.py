@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
+import httpx
+import numpy as np
 import pytest
-from starlette.testclient import TestClient
 
 from data.features import build_snapshot
 from data.schema import DataFormat, Dataset
@@ -14,7 +15,10 @@ from data.synth import generate
 from feature_store.memory_store import MemoryFeatureStore
 from models import artifacts
 from models.baselines import PopularRecommender
+from models.ranker import FEATURE_NAMES
 from models.train_ranker import RankerTrainConfig, train_ranker
+from monitoring.baseline import Baseline, reference_sample
+from services.bench_service import serve
 
 
 @pytest.fixture(scope="session")
@@ -32,18 +36,39 @@ def stored_ranker() -> dict[str, str]:
     config = RankerTrainConfig(max_trees=30, folds=3, early_stopping_rounds=10)
     ranker, metrics = train_ranker(first, fit_store, split, config, seed=0)
     serving = build_snapshot(dataset, split.train)
+    serve_store = MemoryFeatureStore(serving)
+    served = PopularRecommender().fit(split.train, serving.item_ids)
+    users = serving.user_ids[:100]
+    candidates, scores = served.recommend(users, 100)
+    features = np.concatenate(
+        [
+            ranker.rank(int(u), c[c >= 0], s[c >= 0], serve_store, k=100).features
+            for u, c, s in zip(users, candidates, scores, strict=True)
+        ]
+    )
+    baseline = Baseline.from_matrix(features, FEATURE_NAMES)
     return {
         "feature-snapshot": artifacts.save_snapshot(serving),
         "ranker": artifacts.save_ranker(
             ranker, artifacts.base_metadata(serving.version, validation=metrics)
         ),
+        "drift-reference": artifacts.save_drift_reference(
+            baseline, reference_sample(features, FEATURE_NAMES), serving.version
+        ),
     }
 
 
 @pytest.fixture(scope="session")
-def ranker_client(stored_ranker: dict[str, str]) -> Iterator[TestClient]:
-    """The RankerService ASGI app, started (models loaded) in process."""
-    from services.ranker import RankerService
-
-    with TestClient(RankerService.to_asgi()) as client:
+def ranker_client(
+    stored_ranker: dict[str, str],
+    pinned_artifacts_env: Callable[[Mapping[str, str]], dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[httpx.Client]:
+    """The RankerService served by `bentoml serve` (a real server process) on a free port."""
+    env = pinned_artifacts_env(stored_ranker)
+    logs = tmp_path_factory.mktemp("ranking-serve")
+    with (
+        serve("services.ranker:RankerService", extra_env=env, log_dir=logs) as served,
+        httpx.Client(base_url=served.url, timeout=30) as client,
+    ):
         yield client

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import bentoml
+import httpx
 import pytest
-from starlette.testclient import TestClient
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CANDIDATES = list(range(1, 41))
 
 
 @pytest.mark.integration
-def test_rank_returns_k_items_best_first_with_explanations(ranker_client: TestClient) -> None:
+def test_rank_returns_k_items_best_first_with_explanations(ranker_client: httpx.Client) -> None:
     scores = [1.0 - i / 40 for i in range(40)]
     body = {"user_id": 7, "item_ids": CANDIDATES, "retrieval_scores": scores, "k": 5}
     answer = ranker_client.post("/rank", json={**body, "explain": True})
@@ -32,7 +34,7 @@ def test_rank_returns_k_items_best_first_with_explanations(ranker_client: TestCl
 
 
 @pytest.mark.integration
-def test_unknown_user_and_items_get_default_features(ranker_client: TestClient) -> None:
+def test_unknown_user_and_items_get_default_features(ranker_client: httpx.Client) -> None:
     answer = ranker_client.post("/rank", json={"user_id": 10**9, "item_ids": [1, 10**9]})
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["items"]) == 2
@@ -52,7 +54,7 @@ def test_unknown_user_and_items_get_default_features(ranker_client: TestClient) 
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_field(
-    ranker_client: TestClient, body: dict[str, object], field: str
+    ranker_client: httpx.Client, body: dict[str, object], field: str
 ) -> None:
     answer = ranker_client.post("/rank", json=body)
     assert 400 <= answer.status_code < 500
@@ -60,11 +62,15 @@ def test_bad_requests_get_a_4xx_naming_the_field(
 
 
 @pytest.mark.slow
-def test_ranker_bento_builds_with_its_models(stored_ranker: dict[str, str]) -> None:
+def test_ranker_bento_builds_with_its_models(
+    stored_ranker: dict[str, str],
+    pinned_artifacts_env: Callable[[Mapping[str, str]], dict[str, str]],
+) -> None:
     bentoml_cli = Path(sys.executable).parent / "bentoml"
     built = subprocess.run(
         [str(bentoml_cli), "build", "-f", "bentos/ranker/bentofile.yaml", ".", "--output", "tag"],
         cwd=REPO_ROOT,
+        env={**os.environ, **pinned_artifacts_env(stored_ranker)},
         capture_output=True,
         text=True,
         check=False,
@@ -73,7 +79,11 @@ def test_ranker_bento_builds_with_its_models(stored_ranker: dict[str, str]) -> N
     tag = built.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
     bento = bentoml.bentos.get(tag)
     packed = {str(model.tag) for service in bento.info.services for model in service.models}
-    assert packed == {stored_ranker["ranker"], stored_ranker["feature-snapshot"]}
+    assert packed == {
+        stored_ranker["ranker"],
+        stored_ranker["feature-snapshot"],
+        stored_ranker["drift-reference"],
+    }
     src = Path(bento.path) / "src"
     sources = {p.relative_to(src).as_posix() for p in src.rglob("*.py")}
     assert "services/ranker.py" in sources

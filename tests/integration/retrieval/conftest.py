@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
+import httpx
 import pytest
-from starlette.testclient import TestClient
 
 from data.features import build_snapshot
 from data.schema import DataFormat, Dataset
@@ -14,6 +14,7 @@ from data.synth import generate
 from models import artifacts
 from models.train_retrieval import train_retriever
 from models.two_tower import TwoTowerConfig
+from services.bench_service import serve
 
 
 @pytest.fixture(scope="session")
@@ -43,9 +44,16 @@ def stored_retriever() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def retriever_client(stored_retriever: dict[str, str]) -> Iterator[TestClient]:
-    """The RetrieverService ASGI app, started (models loaded) in process."""
-    from services.retriever import RetrieverService
-
-    with TestClient(RetrieverService.to_asgi()) as client:
+def retriever_client(
+    stored_retriever: dict[str, str],
+    pinned_artifacts_env: Callable[[Mapping[str, str]], dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[httpx.Client]:
+    """The RetrieverService served by `bentoml serve` (a real server process) on a free port."""
+    env = pinned_artifacts_env(stored_retriever)
+    logs = tmp_path_factory.mktemp("retrieval-serve")
+    with (
+        serve("services.retriever:RetrieverService", extra_env=env, log_dir=logs) as served,
+        httpx.Client(base_url=served.url, timeout=30) as client,
+    ):
         yield client

@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 
 import bentoml
+import httpx
 import pytest
-from starlette.testclient import TestClient
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.integration
 def test_retrieve_excludes_seen_and_flags_cold_start(
-    retriever_client: TestClient, stored_retriever: dict[str, str]
+    retriever_client: httpx.Client, stored_retriever: dict[str, str]
 ) -> None:
     user_id = int(stored_retriever["user_id"])
     answer = retriever_client.post("/retrieve", json={"user_id": user_id, "k": 20})
@@ -46,7 +46,7 @@ def test_retrieve_excludes_seen_and_flags_cold_start(
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_field(
-    retriever_client: TestClient, body: dict[str, object], field: str
+    retriever_client: httpx.Client, body: dict[str, object], field: str
 ) -> None:
     answer = retriever_client.post("/retrieve", json=body)
     assert 400 <= answer.status_code < 500

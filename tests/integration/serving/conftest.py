@@ -7,7 +7,7 @@ ML-1M-format dataset written to disk, so the served service loads real artifacts
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,17 @@ DRIFT_ENV = {
 
 
 @pytest.fixture(scope="session")
-def service_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Environment of the served service: small drift window, logs in a temporary folder."""
+def service_env(
+    trained_models: TrainReport,
+    pinned_artifacts_env: Callable[[Mapping[str, str]], dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, str]]:
+    """Environment of the served service: its own models, a small drift window, temp logs."""
     from services.settings import get_settings
 
     logs = tmp_path_factory.mktemp("drift")
     env = {
+        **pinned_artifacts_env(trained_models.tags),
         **DRIFT_ENV,
         "RECSYS_DRIFT__LOG_DIR": str(logs / "log"),
         "RECSYS_DRIFT__REPORT_DIR": str(logs / "reports"),
