@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,9 @@ class ServedFeatureMonitor:
             max_rows=min(settings.report_max_rows, SERVICE_CHECK_MAX_ROWS),
         )
         self._check_lock = threading.Lock()
+        self._report_lock = threading.Lock()
+        self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-check")
+        self._job: Future[dict[str, Any]] | None = None
         # Evidently takes seconds to import: do it now, off the request path, so that
         # POST /drift/check pays only for the report itself.
         threading.Thread(target=_import_evidently, name="evidently-import", daemon=True).start()
@@ -69,7 +74,7 @@ class ServedFeatureMonitor:
         Returns:
             The report summary, or `{"error": ...}` when nothing has been logged yet.
         """
-        with self._check_lock:
+        with self._report_lock:
             self.log.flush()
             try:
                 result = run_drift_report(
@@ -79,6 +84,22 @@ class ServedFeatureMonitor:
                 return {"error": str(exc)}
         logger.info("drift check: %s", result.summary())
         return result.to_dict()
+
+    def start_check(self, wait_s: float) -> dict[str, Any]:
+        """Start `check()` in the background (unless one runs) and wait up to `wait_s` for it.
+
+        Returns:
+            The summary when the job ends within `wait_s`, else `{"status": "running"}`; the
+            result then appears in `latest_report()`.
+        """
+        with self._check_lock:
+            if self._job is None or self._job.done():
+                self._job = self._jobs.submit(self.check)
+            job = self._job
+        try:
+            return job.result(timeout=wait_s)
+        except FutureTimeout:
+            return {"status": "running", "detail": "GET /drift/report for the result"}
 
     def latest_report(self, fmt: str = "json") -> dict[str, Any]:
         """The last report: its JSON summary, or `{"html": ...}`; `{"error": ...}` if none."""
@@ -90,5 +111,6 @@ class ServedFeatureMonitor:
         return summary
 
     def close(self) -> None:
-        """Flush the log and stop its writer."""
+        """Flush the log, stop its writer and any drift job."""
+        self._jobs.shutdown(wait=True)
         self.log.close()

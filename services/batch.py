@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import DataError
+from services.pipeline import call_stage
 
 STAGES = ("retrieval", "two-stage")
 
@@ -51,9 +52,15 @@ def recommend_many(
     try:
         for user_id in user_ids:
             if stage == "retrieval":
-                yield service.retriever.retrieve(
-                    user_id=user_id, k=k, exclude_item_ids=[], exclude_seen=exclude_seen
-                ) | {"user_id": user_id}
+                found = call_stage(
+                    service.retriever,
+                    "retrieve",
+                    user_id=user_id,
+                    k=k,
+                    exclude_item_ids=[],
+                    exclude_seen=exclude_seen,
+                )
+                yield loop.run_until_complete(found) | {"user_id": user_id}
             else:
                 yield loop.run_until_complete(service.pipeline.recommend(user_id, k, exclude_seen))
     finally:

@@ -120,11 +120,17 @@ async def drift_status(request: Request) -> JSONResponse:
 
 
 async def drift_check(request: Request) -> JSONResponse:
-    """Run the Evidently comparison on the logged window now; returns its summary."""
+    """Run the Evidently comparison on the logged window now.
+
+    200 with the summary when it ends within about half the request timeout, else 202
+    (`{"status": "running"}`) and GET /drift/report has the summary once it is done.
+    """
     summary = await _ask_ranker("drift_check")
     if summary is None:
         return _not_configured()
-    return JSONResponse(summary, status_code=200 if "error" not in summary else 409)
+    if "error" in summary:
+        return JSONResponse(summary, status_code=409)
+    return JSONResponse(summary, status_code=202 if summary.get("status") == "running" else 200)
 
 
 async def drift_report(request: Request) -> Response:

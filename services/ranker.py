@@ -22,7 +22,7 @@ from pydantic import Field
 from feature_store.resilient import build_feature_store
 from models import artifacts
 from monitoring.served import ServedFeatureMonitor
-from services.settings import get_settings
+from services.settings import DEPENDENCY_CONNECTION, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +32,9 @@ MAX_CANDIDATES = 1000
 @bentoml.service(
     name="ranker",
     # BentoML 1.4 keeps a timer per request for `timeout` seconds: keep it short (DESIGN.md).
-    traffic={"timeout": 10},
+    traffic={"timeout": get_settings().request_timeout_s},
     # Callers reach it through bentoml.depends(): avoid connection renewals under load.
-    runner_connection={"max_requests": 1_000_000},
+    runner_connection=DEPENDENCY_CONNECTION,
     workers=1,
 )
 class RankerService:
@@ -65,7 +65,7 @@ class RankerService:
         return self._ready
 
     @bentoml.api
-    def rank(
+    async def rank(
         self,
         user_id: int,
         item_ids: Annotated[list[int], Field(min_length=1, max_length=MAX_CANDIDATES)],
@@ -126,8 +126,13 @@ class RankerService:
 
     @bentoml.api
     async def drift_check(self) -> dict[str, Any]:
-        """Run the Evidently comparison over the logged window (in a worker thread)."""
-        return await asyncio.to_thread(self.monitor.check)
+        """Start the Evidently comparison over the logged window; its summary if done quickly.
+
+        The job runs in the background: when it takes longer than about half the request
+        timeout the answer is `{"status": "running"}` and GET /drift/report has the result.
+        """
+        wait_s = get_settings().request_timeout_s / 2
+        return await asyncio.to_thread(self.monitor.start_check, wait_s)
 
     @bentoml.api
     def drift_report(self, format: str = "json") -> dict[str, Any]:

@@ -43,7 +43,7 @@ class RecommendRequest(BaseModel):
 @bentoml.service(
     name="recommendation",
     # BentoML 1.4 keeps every request's timeout timer alive for `timeout` s: keep it short.
-    traffic={"timeout": 10},
+    traffic={"timeout": get_settings().request_timeout_s},
     workers=1,
 )
 @bentoml.asgi_app(ops_app, path="/")

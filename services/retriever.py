@@ -16,7 +16,7 @@ from bentoml.models import BentoModel
 from pydantic import Field
 
 from models import artifacts
-from services.settings import get_settings
+from services.settings import DEPENDENCY_CONNECTION, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ MAX_EXCLUDED = 10_000
 @bentoml.service(
     name="retriever",
     # BentoML 1.4 keeps a timer per request for `timeout` seconds: keep it short (DESIGN.md).
-    traffic={"timeout": 10},
+    traffic={"timeout": get_settings().request_timeout_s},
     # Callers reach it through bentoml.depends(): avoid connection renewals under load.
-    runner_connection={"max_requests": 1_000_000},
+    runner_connection=DEPENDENCY_CONNECTION,
     workers=1,
 )
 class RetrieverService:
@@ -55,7 +55,7 @@ class RetrieverService:
         return self._ready
 
     @bentoml.api
-    def retrieve(
+    async def retrieve(
         self,
         user_id: int,
         k: Annotated[int, Field(ge=1, le=1000)] = 100,

@@ -34,6 +34,11 @@ class ArtifactSettings(BaseModel):
     """Baseline of the ranker's training features for the drift monitor."""
 
 
+# Clients of a dependency (bentoml.depends) renew their connection after `max_requests` requests
+# or `max_age` seconds, failing the requests in flight (DESIGN.md): never, in practice.
+DEPENDENCY_CONNECTION = {"max_requests": 1_000_000_000, "max_age": 1e9}
+
+
 class Settings(BaseSettings):
     """Everything configurable, from the environment (see module docstring for names)."""
 
@@ -59,6 +64,9 @@ class Settings(BaseSettings):
     """Where `recsys data download` fetches ``<name>.zip`` and ``<name>.zip.md5`` from."""
     seed: int = 42
     """Seed for every random choice in training."""
+    request_timeout_s: float = 2.0
+    """BentoML traffic timeout of each service. Short on purpose: BentoML 1.4 keeps a timer per
+    request alive this long, and many live timers stretch GC pauses into the p99 (DESIGN.md)."""
     retriever_url: str | None = None
     """URL of a separately deployed RetrieverService; unset = run it as BentoML composes it."""
     ranker_url: str | None = None

@@ -14,6 +14,8 @@ from typing import Any
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.settings import get_settings
+
 FIXED_ITEMS = tuple(range(1, 101))
 
 
@@ -30,7 +32,7 @@ class TrivialRequest(BaseModel):
 @bentoml.service(
     name="trivial",
     # Same as the real services: BentoML 1.4 keeps every request's timer for `timeout` s.
-    traffic={"timeout": 10},
+    traffic={"timeout": get_settings().request_timeout_s},
     workers=1,
 )
 class TrivialService:
