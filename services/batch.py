@@ -53,7 +53,7 @@ def recommend_many(
         for user_id in user_ids:
             if stage == "retrieval":
                 found = call_stage(
-                    service.retriever,
+                    service.pipeline.retriever,
                     "retrieve",
                     user_id=user_id,
                     k=k,

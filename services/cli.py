@@ -270,7 +270,9 @@ def train(
     from models.train import models_exist, train_all
 
     settings = get_settings()
-    if if_missing and models_exist(settings.artifacts.two_tower_tag, settings.artifacts.ranker_tag):
+    tags = settings.artifacts
+    wanted = (tags.two_tower_tag, tags.ranker_tag, tags.snapshot_tag, tags.drift_reference_tag)
+    if if_missing and models_exist(*wanted):
         console.print("trained models found in the BentoML store; nothing to do")
         return
     stages = (stage,) if stage else ("retrieval", "ranking")
@@ -382,9 +384,14 @@ def serve(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
 ) -> None:
-    """Run the RecommendationService with `bentoml serve` (retriever and ranker composed)."""
+    """Run the RecommendationService with `bentoml serve` (retriever and ranker composed).
+
+    With FEATURE_STORE_MODE=redis the served snapshot is materialized into Redis first.
+    """
     import os
 
+    if get_settings().feature_store_mode == "redis":
+        features_materialize(redis_url=None, snapshot_tag=None)
     bentoml_bin = str(Path(sys.executable).with_name("bentoml"))
     service = "services.recommendation:RecommendationService"
     os.execv(bentoml_bin, [bentoml_bin, "serve", service, "--port", str(port), "--host", host])

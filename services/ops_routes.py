@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.pipeline import call_stage, stage_method
+from services.pipeline import call_stage
 
 logger = logging.getLogger(__name__)
 
@@ -71,20 +71,15 @@ def _service() -> Any:
     return bentoml.get_current_service()
 
 
-async def _ask_ranker(method: str, **kwargs: Any) -> dict[str, Any] | None:
-    """Call an operational method of the ranker, or None when it does not offer it."""
-    ranker = _service().ranker
-    try:
-        stage_method(ranker, method)
-    except AttributeError:
-        return None
-    result: dict[str, Any] = await call_stage(ranker, method, **kwargs)
+async def _ask_ranker(method: str, **kwargs: Any) -> dict[str, Any]:
+    """Call an operational API of the ranker stage."""
+    result: dict[str, Any] = await call_stage(_service().pipeline.ranker, method, **kwargs)
     return result
 
 
 async def health(request: Request) -> JSONResponse:
     """Liveness plus feature-store state; `degraded` while Redis is bypassed."""
-    store = await _ask_ranker("health") or {}
+    store = await _ask_ranker("health")
     feature_store = store.get("feature_store", {})
     degraded = feature_store.get("mode") == "redis" and feature_store.get("circuit") != "closed"
     return JSONResponse(
@@ -102,21 +97,14 @@ async def info(request: Request) -> JSONResponse:
     """Model tags and versions, feature version, dataset fingerprint, config in force."""
     service = _service()
     body = service.info()
-    body["retriever"] = await call_stage(service.retriever, "info")
-    body["ranker"] = await call_stage(service.ranker, "info")
+    body["retriever"] = await call_stage(service.pipeline.retriever, "info")
+    body["ranker"] = await call_stage(service.pipeline.ranker, "info")
     return JSONResponse(body)
-
-
-def _not_configured() -> JSONResponse:
-    return JSONResponse(
-        {"status": "not configured", "detail": "drift monitoring is not enabled in this ranker"}
-    )
 
 
 async def drift_status(request: Request) -> JSONResponse:
     """Per-feature PSI/KL and overall status of the in-process monitor."""
-    status = await _ask_ranker("drift_status")
-    return _not_configured() if status is None else JSONResponse(status)
+    return JSONResponse(await _ask_ranker("drift_status"))
 
 
 async def drift_check(request: Request) -> JSONResponse:
@@ -126,8 +114,6 @@ async def drift_check(request: Request) -> JSONResponse:
     (`{"status": "running"}`) and GET /drift/report has the summary once it is done.
     """
     summary = await _ask_ranker("drift_check")
-    if summary is None:
-        return _not_configured()
     if "error" in summary:
         return JSONResponse(summary, status_code=409)
     return JSONResponse(summary, status_code=202 if summary.get("status") == "running" else 200)
@@ -139,8 +125,6 @@ async def drift_report(request: Request) -> Response:
     if fmt not in ("json", "html"):
         return JSONResponse({"error": "format must be json or html"}, status_code=400)
     report = await _ask_ranker("drift_report", format=fmt)
-    if report is None:
-        return _not_configured()
     if "error" in report:
         return JSONResponse(report, status_code=404)
     if fmt == "html":

@@ -2,8 +2,8 @@
 
 The two stages are whatever objects answer `retrieve(...)` and `rank(...)` with the
 RetrieverService / RankerService payloads: the service instances themselves when BentoML composes
-them in one process, or BentoML clients when they run as separate deployments. Both are awaited
-through `call_stage`, so the pipeline is async either way.
+them in one process, or `services.stage_client.StageClient`s when they run in other processes.
+Both are awaited through `call_stage`, so the pipeline is async either way.
 """
 
 from __future__ import annotations
@@ -48,15 +48,9 @@ class Catalog:
         return [str(t) if f else "" for t, f in zip(self.titles[pos], found, strict=True)]
 
 
-def stage_method(stage: Any, name: str) -> Any:
-    """`stage.name`, through the async client when `stage` is a remote BentoML proxy."""
-    client = getattr(stage, "to_async", None)
-    return getattr(client if client is not None else stage, name)
-
-
 async def call_stage(stage: Any, name: str, **kwargs: Any) -> Any:
-    """Call a stage's method and await it when it is async (remote) or return it (in process)."""
-    result = stage_method(stage, name)(**kwargs)
+    """Call a stage's API: awaited for remote stages and async APIs, returned directly else."""
+    result = getattr(stage, name)(**kwargs)
     return await result if inspect.isawaitable(result) else result
 
 

@@ -35,6 +35,8 @@ MAX_CANDIDATES = 1000
     traffic={"timeout": get_settings().request_timeout_s},
     # Callers reach it through bentoml.depends(): avoid connection renewals under load.
     runner_connection=DEPENDENCY_CONNECTION,
+    # Every call arrives through the RecommendationService, whose access log has it already.
+    logging={"access": {"enabled": False}},
     workers=1,
 )
 class RankerService:

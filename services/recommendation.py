@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 import bentoml
+from bentoml.exceptions import ServiceUnavailable
 from bentoml.models import BentoModel
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +27,7 @@ from services.pipeline import Catalog, RecommendationPipeline
 from services.ranker import RankerService
 from services.retriever import RetrieverService
 from services.settings import get_settings
+from services.stage_client import StageUnavailable, stage
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +64,8 @@ class RecommendationService:
         self.feature_version = snapshot.version
         self.snapshot_metadata = snapshot.metadata
         self.pipeline = RecommendationPipeline(
-            self.retriever,
-            self.ranker,
+            stage(self, "retriever", settings.request_timeout_s),
+            stage(self, "ranker", settings.request_timeout_s),
             Catalog.from_frame(snapshot.catalog),
             candidates=settings.retrieval.candidates,
         )
@@ -79,7 +81,11 @@ class RecommendationService:
         self, user_id: int, k: int = 10, exclude_seen: bool = True
     ) -> dict[str, Any]:
         """Top-k movies for a user (see DESIGN.md's HTTP API)."""
-        return await self.pipeline.recommend(user_id, k, exclude_seen)
+        try:
+            return await self.pipeline.recommend(user_id, k, exclude_seen)
+        except StageUnavailable as exc:
+            logger.warning("recommend failed: %s", exc)
+            raise ServiceUnavailable(str(exc)) from exc
 
     def info(self) -> dict[str, Any]:
         """Model tags, feature version, dataset fingerprint and the configuration in force."""
