@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from prometheus_client import Counter, Histogram
+from pydantic import BaseModel
+
+from services.api_models import Recommendation, RecommendResponse
 
 REQUESTS = Counter("recsys_requests", "Recommendation requests by outcome", ["outcome"])
 COLD_STARTS = Counter("recsys_cold_starts", "Requests for users unknown to the models")
@@ -51,7 +54,10 @@ class Catalog:
 async def call_stage(stage: Any, name: str, **kwargs: Any) -> Any:
     """Call a stage's API: awaited for remote stages and async APIs, returned directly else."""
     result = getattr(stage, name)(**kwargs)
-    return await result if inspect.isawaitable(result) else result
+    if inspect.isawaitable(result):
+        result = await result
+    # In process a stage returns its response model; over HTTP the same fields as a dict.
+    return result.model_dump() if isinstance(result, BaseModel) else result
 
 
 class RecommendationPipeline:
@@ -65,7 +71,7 @@ class RecommendationPipeline:
         self.catalog = catalog
         self.candidates = candidates
 
-    async def recommend(self, user_id: int, k: int, exclude_seen: bool = True) -> dict[str, Any]:
+    async def recommend(self, user_id: int, k: int, exclude_seen: bool = True) -> RecommendResponse:
         """Top-`k` movies for `user_id` with titles, scores, model versions and stage timings."""
         start = time.perf_counter()
         found = await call_stage(
@@ -97,7 +103,7 @@ class RecommendationPipeline:
 
         titles = self.catalog.titles_of([it["item_id"] for it in items])
         recommendations = [
-            {"item_id": it["item_id"], "title": title, "score": it["score"], "rank": rank}
+            Recommendation(item_id=it["item_id"], title=title, score=it["score"], rank=rank)
             for rank, (it, title) in enumerate(zip(items, titles, strict=True), start=1)
         ]
         ranking_call = done - retrieved
@@ -114,10 +120,10 @@ class RecommendationPipeline:
         if found["cold_start"]:
             COLD_STARTS.inc()
         REQUESTS.labels("ok").inc()
-        return {
-            "user_id": user_id,
-            "recommendations": recommendations,
-            "cold_start": bool(found["cold_start"]),
-            "model_version": {**found.get("model_version", {}), **ranker_version},
-            "timings_ms": timings,
-        }
+        return RecommendResponse(
+            user_id=user_id,
+            recommendations=recommendations,
+            cold_start=bool(found["cold_start"]),
+            model_version={**found.get("model_version", {}), **ranker_version},
+            timings_ms=timings,
+        )

@@ -22,6 +22,7 @@ from pydantic import Field
 from feature_store.resilient import build_feature_store
 from models import artifacts
 from monitoring.served import ServedFeatureMonitor
+from services.api_models import Contribution, RankedItem, RankResponse
 from services.settings import DEPENDENCY_CONNECTION, get_settings
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class RankerService:
         retrieval_scores: list[float] | None = None,
         k: Annotated[int, Field(ge=1, le=100)] = 10,
         explain: bool = False,
-    ) -> dict[str, Any]:
+    ) -> RankResponse:
         """Order `item_ids` for `user_id` and return the best `k`.
 
         Args:
@@ -94,15 +95,19 @@ class RankerService:
         )
         if result.features is not None:
             self.monitor.observe(result.features)
-        items: list[dict[str, Any]] = [
-            {"item_id": int(i), "score": float(s)}
-            for i, s in zip(result.item_ids, result.scores, strict=True)
+        explained = result.contributions or [None] * len(result.item_ids)
+        items = [
+            RankedItem(
+                item_id=int(i),
+                score=float(s),
+                contributions=None
+                if top is None
+                else [Contribution(feature=f, value=v) for f, v in top],
+            )
+            for i, s, top in zip(result.item_ids, result.scores, explained, strict=True)
         ]
-        if result.contributions is not None:
-            for item, top in zip(items, result.contributions, strict=True):
-                item["contributions"] = [{"feature": f, "value": v} for f, v in top]
         timings = {name: round(ms, 3) for name, ms in (result.timings_ms or {}).items()}
-        return {"items": items, "model_version": self.model_version, "timings_ms": timings}
+        return RankResponse(items=items, model_version=self.model_version, timings_ms=timings)
 
     @bentoml.api
     def health(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from bentoml.models import BentoModel
 from pydantic import BaseModel, ConfigDict, Field
 
 from models import artifacts
+from services.api_models import RecommendResponse
 from services.ops_routes import MAX_BODY_BYTES, BodySizeLimit, ops_app
 from services.pipeline import Catalog, RecommendationPipeline
 from services.ranker import RankerService
@@ -79,7 +80,7 @@ class RecommendationService:
     @bentoml.api(input_spec=RecommendRequest, route="/recommend")
     async def recommend(
         self, user_id: int, k: int = 10, exclude_seen: bool = True
-    ) -> dict[str, Any]:
+    ) -> RecommendResponse:
         """Top-k movies for a user (see DESIGN.md's HTTP API)."""
         try:
             return await self.pipeline.recommend(user_id, k, exclude_seen)

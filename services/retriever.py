@@ -16,6 +16,7 @@ from bentoml.models import BentoModel
 from pydantic import Field
 
 from models import artifacts
+from services.api_models import RetrieveResponse
 from services.settings import DEPENDENCY_CONNECTION, get_settings
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class RetrieverService:
         k: Annotated[int, Field(ge=1, le=1000)] = 100,
         exclude_item_ids: Annotated[list[int], Field(max_length=MAX_EXCLUDED)] = [],  # noqa: B006
         exclude_seen: bool = True,
-    ) -> dict[str, Any]:
+    ) -> RetrieveResponse:
         """Candidate item ids and scores for `user_id`, best first.
 
         Args:
@@ -73,12 +74,12 @@ class RetrieverService:
             exclude_seen: drop the items the user has rated.
         """
         result = self.retriever.retrieve(user_id, k, exclude_item_ids, exclude_seen)
-        return {
-            "item_ids": result.item_ids.tolist(),
-            "scores": result.scores.tolist(),
-            "cold_start": result.cold_start,
-            "model_version": self.model_version,
-        }
+        return RetrieveResponse(
+            item_ids=result.item_ids.tolist(),
+            scores=result.scores.tolist(),
+            cold_start=result.cold_start,
+            model_version=self.model_version,
+        )
 
     @bentoml.api
     def info(self) -> dict[str, Any]:
