@@ -131,6 +131,15 @@ def train_all(
     if baselines:
         evaluate_baselines(dataset, split, report)
 
+    def metadata(validation: dict[str, float], test: dict[str, float]) -> dict[str, Any]:
+        return artifacts.base_metadata(
+            snapshot_serve.version,
+            dataset_fingerprint=fingerprint,
+            train_feature_version=snapshot_fit.version,
+            validation=validation,
+            test=test,
+        )
+
     retriever: Retriever | None = None
     if "retrieval" in stages:
         with _Timer(report, "retrieval"):
@@ -141,14 +150,7 @@ def train_all(
             report.metrics["retrieval only"] = evaluate_recommender(serving, split.test, n_items)
             report.info["retrieval_validation"] = fit_metrics
             report.tags["two-tower"] = artifacts.save_two_tower(
-                serving,
-                artifacts.base_metadata(
-                    snapshot_serve.version,
-                    dataset_fingerprint=fingerprint,
-                    train_feature_version=snapshot_fit.version,
-                    validation=fit_metrics,
-                    test=report.metrics["retrieval only"],
-                ),
+                serving, metadata(fit_metrics, report.metrics["retrieval only"])
             )
     if "ranking" in stages:
         if retriever is None:
@@ -170,14 +172,7 @@ def train_all(
                 two_stage, split, snapshot_serve.version, seed
             )
             report.tags["ranker"] = artifacts.save_ranker(
-                ranker,
-                artifacts.base_metadata(
-                    snapshot_serve.version,
-                    dataset_fingerprint=fingerprint,
-                    train_feature_version=snapshot_fit.version,
-                    validation=rank_metrics,
-                    test=report.metrics["two-stage"],
-                ),
+                ranker, metadata(rank_metrics, report.metrics["two-stage"])
             )
     return report
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 if TYPE_CHECKING:
@@ -74,3 +76,27 @@ def pinned_artifacts_env() -> Callable[[Mapping[str, str]], dict[str, str]]:
         return {ARTIFACT_ENV[name]: tag for name, tag in tags.items() if name in ARTIFACT_ENV}
 
     return env
+
+
+@pytest.fixture(scope="session")
+def served_client(
+    pinned_artifacts_env: Callable[[Mapping[str, str]], dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str, Mapping[str, str]], AbstractContextManager[httpx.Client]]:
+    """Serves `module:Service` with `bentoml serve` (a real server process) pinned to `tags`.
+
+    Use as `with served_client("services.ranker:RankerService", tags) as client: ...`; the
+    server is stopped (its whole process group) when the block ends.
+    """
+    from services.bench_service import serve
+
+    @contextmanager
+    def client(import_path: str, tags: Mapping[str, str]) -> Iterator[httpx.Client]:
+        logs = tmp_path_factory.mktemp("serve")
+        with (
+            serve(import_path, extra_env=pinned_artifacts_env(tags), log_dir=logs) as served,
+            httpx.Client(base_url=served.url, timeout=30) as http,
+        ):
+            yield http
+
+    return client

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 
 import httpx
 import numpy as np
@@ -18,7 +19,6 @@ from models.baselines import PopularRecommender
 from models.ranker import FEATURE_NAMES
 from models.train_ranker import RankerTrainConfig, train_ranker
 from monitoring.baseline import Baseline, reference_sample
-from services.bench_service import serve
 
 
 @pytest.fixture(scope="session")
@@ -61,14 +61,8 @@ def stored_ranker() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def ranker_client(
     stored_ranker: dict[str, str],
-    pinned_artifacts_env: Callable[[Mapping[str, str]], dict[str, str]],
-    tmp_path_factory: pytest.TempPathFactory,
+    served_client: Callable[[str, Mapping[str, str]], AbstractContextManager[httpx.Client]],
 ) -> Iterator[httpx.Client]:
     """The RankerService served by `bentoml serve` (a real server process) on a free port."""
-    env = pinned_artifacts_env(stored_ranker)
-    logs = tmp_path_factory.mktemp("ranking-serve")
-    with (
-        serve("services.ranker:RankerService", extra_env=env, log_dir=logs) as served,
-        httpx.Client(base_url=served.url, timeout=30) as client,
-    ):
+    with served_client("services.ranker:RankerService", stored_ranker) as client:
         yield client

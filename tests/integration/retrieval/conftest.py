@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 
 import httpx
 import pytest
@@ -14,7 +15,6 @@ from data.synth import generate
 from models import artifacts
 from models.train_retrieval import train_retriever
 from models.two_tower import TwoTowerConfig
-from services.bench_service import serve
 
 
 @pytest.fixture(scope="session")
@@ -46,14 +46,8 @@ def stored_retriever() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def retriever_client(
     stored_retriever: dict[str, str],
-    pinned_artifacts_env: Callable[[Mapping[str, str]], dict[str, str]],
-    tmp_path_factory: pytest.TempPathFactory,
+    served_client: Callable[[str, Mapping[str, str]], AbstractContextManager[httpx.Client]],
 ) -> Iterator[httpx.Client]:
     """The RetrieverService served by `bentoml serve` (a real server process) on a free port."""
-    env = pinned_artifacts_env(stored_retriever)
-    logs = tmp_path_factory.mktemp("retrieval-serve")
-    with (
-        serve("services.retriever:RetrieverService", extra_env=env, log_dir=logs) as served,
-        httpx.Client(base_url=served.url, timeout=30) as client,
-    ):
+    with served_client("services.retriever:RetrieverService", stored_retriever) as client:
         yield client
