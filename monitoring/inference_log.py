@@ -3,16 +3,18 @@
 On the request path `InferenceLog.log` draws one random number and, for a sampled request, copies
 an evenly strided subset of its rows into an in-memory buffer under a lock. Every
 ``log_flush_rows`` rows the buffer is handed to ONE background writer thread, which writes it as a
-new ``features-<time_ns>-<seq>.parquet`` file and then deletes the oldest files while the log
-holds more than ``log_max_rows`` rows. Nothing grows without bound: the buffer is flushed at a
-fixed size, at most a few batches wait for the writer (more are dropped and counted), and the
-files on disk are capped.
+new ``features-<time_ns>-<host>-<pid>-<seq>.parquet`` file and then deletes the oldest files
+while the log holds more than ``log_max_rows`` rows. Nothing grows without bound: the buffer is
+flushed at a fixed size, at most a few batches wait for the writer (more are dropped and
+counted), and the files on disk are capped.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -63,6 +65,7 @@ class InferenceLog:
         self._buffered = 0
         self._requests = 0
         self._seq = 0
+        self._origin = f"{socket.gethostname()}-{os.getpid()}"
         self.dropped_rows = 0
         self._pending: list[Future[None]] = []
         self._max_pending = max_pending_writes
@@ -124,7 +127,8 @@ class InferenceLog:
             logger.warning("inference log writer behind; dropped %d rows", len(rows))
             return
         self._seq += 1
-        name = f"features-{time.time_ns():020d}-{self._seq:06d}.parquet"
+        # Several pods may share one log volume: host and pid keep their file names apart.
+        name = f"features-{time.time_ns():020d}-{self._origin}-{self._seq:06d}.parquet"
         self._pending.append(self._executor.submit(self._write, self.directory / name, rows, ids))
 
     def _write(self, path: Path, rows: np.ndarray, ids: np.ndarray) -> None:

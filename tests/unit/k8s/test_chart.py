@@ -241,7 +241,7 @@ def test_materialization_is_a_hook_before_serving(objects: Objects) -> None:
     assert annotations["helm.sh/hook"] == "post-install,pre-upgrade"
     assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
     (container,) = pod_spec(job)["containers"]
-    assert container["command"] == ["recsys", "features", "materialize"]
+    assert container["command"] == ["python", "-m", "services", "features", "materialize"]
     env = env_of(container)
     assert env["BENTOML_HOME"] == "/home/bentoml/bento"  # the bento's models/ is the store
     assert "envFrom" not in container  # the ConfigMap may not exist yet at pre-install
@@ -280,7 +280,7 @@ def test_drift_cronjob_reads_the_inference_log(objects: Objects) -> None:
     spec = pod_spec(cron)
     (container,) = spec["containers"]
     assert container["command"] == [
-        "recsys", "drift", "report", "--current", "/var/log/recsys", "--out", "/reports",
+        "python", "-m", "services", "drift", "report", "--current", "/var/log/recsys", "--out", "/reports",
     ]  # fmt: skip
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/var/log/recsys"]["readOnly"] is True
@@ -289,15 +289,20 @@ def test_drift_cronjob_reads_the_inference_log(objects: Objects) -> None:
     }
     assert claims[mounts["/reports"]["name"]] == "recsys-drift-reports"
     log_claim = claims[mounts["/var/log/recsys"]["name"]]
-    # the recommendation pods write the log the CronJob reads
-    recommendation = pod_spec(one(objects, "Deployment", "recsys-recommendation"))
+    # the ranker pods (where served features are assembled) write the log the CronJob reads,
+    # and the reports of POST /drift/check next to the CronJob's
+    ranker = pod_spec(one(objects, "Deployment", "recsys-ranker"))
     writer_claims = [
         v["persistentVolumeClaim"]["claimName"]
-        for v in recommendation["volumes"]
+        for v in ranker["volumes"]
         if "persistentVolumeClaim" in v
     ]
-    assert writer_claims == [log_claim]
-    assert env_of(recommendation["containers"][0])["RECSYS_DRIFT__LOG_DIR"] == "/var/log/recsys"
+    assert writer_claims == [log_claim, "recsys-drift-reports"]
+    ranker_env = env_of(ranker["containers"][0])
+    assert ranker_env["RECSYS_DRIFT__LOG_DIR"] == "/var/log/recsys"
+    assert ranker_env["RECSYS_DRIFT__REPORT_DIR"] == "/reports"
+    recommendation = pod_spec(one(objects, "Deployment", "recsys-recommendation"))
+    assert not any("persistentVolumeClaim" in v for v in recommendation["volumes"])
     assert {p["metadata"]["name"] for p in find(objects, "PersistentVolumeClaim")} == {
         log_claim,
         "recsys-drift-reports",
