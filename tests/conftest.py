@@ -82,19 +82,23 @@ def pinned_artifacts_env() -> Callable[[Mapping[str, str]], dict[str, str]]:
 def served_client(
     pinned_artifacts_env: Callable[[Mapping[str, str]], dict[str, str]],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Callable[[str, Mapping[str, str]], AbstractContextManager[httpx.Client]]:
+) -> Callable[..., AbstractContextManager[httpx.Client]]:
     """Serves `module:Service` with `bentoml serve` (a real server process) pinned to `tags`.
 
-    Use as `with served_client("services.ranker:RankerService", tags) as client: ...`; the
-    server is stopped (its whole process group) when the block ends.
+    Use as `with served_client("services.ranker:RankerService", tags, env) as client: ...`
+    (`env`: extra environment, optional); the server is stopped (its whole process group) when
+    the block ends.
     """
     from services.bench_service import serve
 
     @contextmanager
-    def client(import_path: str, tags: Mapping[str, str]) -> Iterator[httpx.Client]:
+    def client(
+        import_path: str, tags: Mapping[str, str], env: Mapping[str, str] | None = None
+    ) -> Iterator[httpx.Client]:
         logs = tmp_path_factory.mktemp("serve")
+        extra_env = {**pinned_artifacts_env(tags), **(env or {})}
         with (
-            serve(import_path, extra_env=pinned_artifacts_env(tags), log_dir=logs) as served,
+            serve(import_path, extra_env=extra_env, log_dir=logs) as served,
             httpx.Client(base_url=served.url, timeout=30) as http,
         ):
             yield http

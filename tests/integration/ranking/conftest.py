@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
 import httpx
@@ -61,7 +61,7 @@ def stored_ranker() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def ranker_client(
     stored_ranker: dict[str, str],
-    served_client: Callable[[str, Mapping[str, str]], AbstractContextManager[httpx.Client]],
+    served_client: Callable[..., AbstractContextManager[httpx.Client]],
 ) -> Iterator[httpx.Client]:
     """The RankerService served by `bentoml serve` (a real server process) on a free port."""
     with served_client("services.ranker:RankerService", stored_ranker) as client:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
 import httpx
@@ -46,7 +46,7 @@ def stored_retriever() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def retriever_client(
     stored_retriever: dict[str, str],
-    served_client: Callable[[str, Mapping[str, str]], AbstractContextManager[httpx.Client]],
+    served_client: Callable[..., AbstractContextManager[httpx.Client]],
 ) -> Iterator[httpx.Client]:
     """The RetrieverService served by `bentoml serve` (a real server process) on a free port."""
     with served_client("services.retriever:RetrieverService", stored_retriever) as client:
