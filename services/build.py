@@ -26,6 +26,7 @@ def model_labels(settings: Settings) -> dict[str, str]:
         "two-tower": settings.artifacts.two_tower_tag,
         "ranker": settings.artifacts.ranker_tag,
         "feature-snapshot": settings.artifacts.snapshot_tag,
+        "drift-reference": settings.artifacts.drift_reference_tag,
     }
     return {name: str(artifacts.get_model(tag).tag) for name, tag in tags.items()}
 
