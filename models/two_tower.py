@@ -35,8 +35,8 @@ GENRE_COLUMNS = tuple(f"item_genre_{g}" for g in GENRE_SLUGS)
 class TwoTowerConfig:
     """Architecture and training hyper-parameters (defaults are CPU-friendly)."""
 
-    dim: int = 64
-    """Output embedding size of both towers."""
+    dim: int = 128
+    """Output embedding size of both towers (128 beat 64 on validation Recall@100 for two seeds)."""
     hidden: int = 256
     """Hidden layer width of both towers' MLPs."""
     history_len: int = 200
@@ -69,7 +69,7 @@ class TwoTowerConfig:
     """AdamW weight decay."""
     temperature: float = 0.05
     """Initial softmax temperature (learned)."""
-    max_examples_per_epoch: int = 1_000_000
+    max_examples_per_epoch: int = 300_000
     """Cap on training examples drawn per epoch (keeps big datasets within minutes)."""
 
     def to_dict(self) -> dict[str, Any]:
