@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models import artifacts
 from services.api_models import RecommendResponse
 from services.ops_routes import MAX_BODY_BYTES, BodySizeLimit, ops_app
-from services.pipeline import Catalog, RecommendationPipeline
+from services.pipeline import REQUESTS, Catalog, RecommendationPipeline
 from services.ranker import RankerService
 from services.retriever import RetrieverService
 from services.settings import get_settings
@@ -85,6 +85,7 @@ class RecommendationService:
         try:
             return await self.pipeline.recommend(user_id, k, exclude_seen)
         except StageUnavailable as exc:
+            REQUESTS.labels("stage_unavailable").inc()
             logger.warning("recommend failed: %s", exc)
             raise ServiceUnavailable(str(exc)) from exc
 
