@@ -62,7 +62,8 @@ def recommend_many(
                 )
                 yield loop.run_until_complete(found) | {"user_id": user_id}
             else:
-                yield loop.run_until_complete(service.pipeline.recommend(user_id, k, exclude_seen))
+                answer = service.pipeline.recommend(user_id, k, exclude_seen)
+                yield loop.run_until_complete(answer).model_dump()
     finally:
         loop.close()
 
