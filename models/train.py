@@ -179,16 +179,8 @@ def train_all(
 
 def serving_features(model: TwoStageRecommender, user_ids: np.ndarray) -> np.ndarray:
     """The ranker's (rows, F) feature matrices for `user_ids`, exactly as serving builds them."""
-    blocks = []
-    for user_id in user_ids:
-        found = model.retriever.retrieve(int(user_id), k=model.candidates)
-        if len(found.item_ids):
-            result = model.ranker.rank(
-                int(user_id), found.item_ids, found.scores, model.store, k=model.candidates
-            )
-            if result.features is not None:
-                blocks.append(result.features)
-    return np.concatenate(blocks)
+    results = (model.rank_user(int(user_id), model.candidates) for user_id in user_ids)
+    return np.concatenate([r.features for r in results if r is not None and r.features is not None])
 
 
 def save_drift_baseline(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import bentoml
@@ -54,13 +55,12 @@ def test_bad_requests_get_a_4xx_naming_the_field(
 
 
 @pytest.mark.slow
-def test_retriever_bento_builds_with_its_models(stored_retriever: dict[str, str]) -> None:
+def test_retriever_bento_builds_with_its_models(
+    stored_retriever: dict[str, str],
+    pinned_artifacts_env: Callable[[Mapping[str, str]], dict[str, str]],
+) -> None:
     bentoml_cli = Path(sys.executable).parent / "bentoml"
-    env = {
-        **os.environ,
-        "RECSYS_ARTIFACTS__TWO_TOWER_TAG": stored_retriever["two-tower"],
-        "RECSYS_ARTIFACTS__SNAPSHOT_TAG": stored_retriever["feature-snapshot"],
-    }
+    env = {**os.environ, **pinned_artifacts_env(stored_retriever)}
     built = subprocess.run(
         [
             str(bentoml_cli),
