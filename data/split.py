@@ -4,6 +4,11 @@ Per user, ratings are sorted by (timestamp, item id); the last `fraction` of the
 least one) form the held-out part and the rest the kept part. Users with a single rating keep it
 (they cannot give one away and still have history). Validation is carved from the kept part the
 same way, so the windows are ordered in time per user: fit < valid < test.
+
+Training is one recipe applied at a time cut (`Windows`): given the interactions known at the
+cut, the last window of each user is `valid` and the rest `fit`. Deployment applies it to all the
+data (`recipe_windows(all)`); the backtest applies it one step earlier, to `Split.train`, and
+scores the held-out `Split.test` (`temporal_split(all).windows`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,30 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The training recipe's windows at one time cut.
+
+    Attributes:
+        known: everything known at the cut (= fit + valid): the serving state.
+        fit: `known` minus each user's last window: the retriever's training data and the
+            ranker's feature period.
+        valid: each user's last window of `known`: the retriever's early stopping and the
+            ranker's labels.
+    """
+
+    known: pd.DataFrame
+    fit: pd.DataFrame
+    valid: pd.DataFrame
+
+
+def recipe_windows(known: pd.DataFrame, fraction: float = DEFAULT_FRACTION) -> Windows:
+    """The recipe's windows over `known` (deployment: all the data the user gave)."""
+    fit, valid = holdout_last(known, fraction)
+    ordered = known.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    return Windows(known=ordered.reset_index(drop=True), fit=fit, valid=valid)
 
 
 @dataclass(frozen=True)
@@ -32,6 +61,11 @@ class Split:
     fit: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame
+
+    @property
+    def windows(self) -> Windows:
+        """The recipe's windows one step before the test window (the backtest)."""
+        return Windows(known=self.train, fit=self.fit, valid=self.valid)
 
 
 def holdout_last(

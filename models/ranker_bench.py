@@ -64,7 +64,7 @@ def _synthetic(
     store = MemoryFeatureStore(build_snapshot(dataset, split.fit))
     first = PopularRecommender().fit(split.fit, store.snapshot.item_ids)
     config = RankerTrainConfig()
-    ranker, _ = train_ranker(first, store, split, config, seed=seed)
+    ranker, _ = train_ranker(first, store, split.valid, config, seed=seed)
     ranker.booster.set_param({"nthread": ranking.nthread})
     return ranker, store, store.snapshot, "a ranker trained on synthetic ML-1M-sized data"
 

@@ -77,9 +77,6 @@ class Retriever:
         """
         self.parts = parts
         self.tower = UserTowerArrays(parts.model.user_tower)
-        top = np.argsort(-parts.popularity, kind="stable")[:POPULAR_QUERY_ITEMS]
-        popular = parts.item_embeddings[top].mean(axis=0, keepdims=True)
-        self._popular_query = np.ascontiguousarray(popular / np.linalg.norm(popular), np.float32)
         self._set_history(history)
 
     @property
@@ -117,12 +114,26 @@ class Retriever:
         recent = rank_from_end < n
         recent_ptr = np.searchsorted(owner[recent], np.arange(len(users) + 1))
         pooled = self.tower.pooled_history(item_rows[recent] + 1, recent_ptr)
+        self._popular_query = self._popular(item_rows)
         user_pos, trained = _sorted_lookup(parts.user_ids, users)
         user_index = np.where(trained, user_pos + 1, 0)
         demo = self._stored_demographics(users)
         self._users = users
         self._queries = self.tower.query(user_index, demo, pooled)  # (Uq, D)
         logger.debug("retriever history: %d users, %d ratings", len(users), len(hist))
+
+    def _popular(self, history_rows: np.ndarray) -> np.ndarray:
+        """(1, D) cold-start query: the mean of the items most rated in the served history.
+
+        The served history (not the training window) decides, so the fallback knows the latest
+        ratings; with no history at all, the training counts stored with the model do.
+        """
+        counts = np.bincount(history_rows, minlength=len(self.parts.item_ids)).astype(np.float32)
+        if not counts.any():
+            counts = self.parts.popularity
+        top = np.argsort(-counts, kind="stable")[:POPULAR_QUERY_ITEMS]
+        popular = self.parts.item_embeddings[top].mean(axis=0, keepdims=True)
+        return np.ascontiguousarray(popular / np.linalg.norm(popular), np.float32)
 
     def _stored_demographics(self, users: np.ndarray) -> np.ndarray:
         pos, found = _sorted_lookup(self.parts.demo_user_ids, users)

@@ -1,14 +1,22 @@
-"""End-to-end training: data -> split -> features -> retriever -> ranker -> evaluation -> store.
+"""Training is one recipe (`apply_recipe`) applied at a time cut; deployment and backtest differ
+only in the cut.
 
-Time windows (DESIGN.md protocol; no stage ever learns from a later window than it is judged on):
+The recipe, given the interactions ``known`` at the cut (`data.split.Windows`; no stage ever
+learns from a later window than it is judged on):
 
-- ``fit``   (train minus validation): the retriever's training data, and the feature period of
-  the ranker's training set (snapshot_fit).
-- ``valid``: early stopping of the retriever; the LABELS of the ranker's training set (candidates
-  come from the retriever with fit-period histories, features from snapshot_fit).
-- ``train`` (fit + valid): the serving state: user histories and the served feature snapshot.
-- ``test``: only the final figures, computed with serving state (histories and features from
-  ``train``), exactly as the service would answer.
+- ``fit``   (``known`` minus each user's last window): the retriever's training data, and the
+  feature period of the ranker's training set (snapshot_fit).
+- ``valid`` (each user's last window of ``known``): early stopping of the retriever; the LABELS of
+  the ranker's training set (candidates come from the retriever with fit-period histories,
+  features from snapshot_fit).
+- ``known``: the serving state: user histories, seen items, the served feature snapshot, the
+  popularity fallback and the drift baseline.
+
+`train_all` (``recsys train``) deploys: the cut is the end of the data, so ``known`` is all of
+it and the service has seen every rating the user gave. `evaluate_all` (``recsys evaluate``) is
+the backtest: the same recipe one step earlier (``known`` = the protocol's ``train``), scored on
+the held-out ``test`` window beside most-popular and EASE^R. Backtest models stay in memory:
+only deployment writes to the model store, with the label ``purpose=deploy``.
 """
 
 from __future__ import annotations
@@ -20,17 +28,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from data.features import DEMOGRAPHIC_COLUMNS, build_snapshot, dataset_fingerprint
 from data.movielens import load_movielens
 from data.schema import Dataset
-from data.split import Split, temporal_split
+from data.snapshot import FeatureSnapshot
+from data.split import Split, Windows, recipe_windows, temporal_split
 from feature_store.memory_store import MemoryFeatureStore
 from models import artifacts
 from models.baselines import EASERecommender, PopularRecommender, tune_ease
 from models.evaluation import evaluate_recommender
 
 if TYPE_CHECKING:
+    from models.ranker import Ranker
+    from models.retriever import Retriever
     from models.two_stage import TwoStageRecommender
 
 logger = logging.getLogger(__name__)
@@ -43,6 +55,7 @@ QUICK_RANKER_OVERRIDES: dict[str, Any] = {
     "max_trees": 30, "early_stopping_rounds": 10, "folds": 3,
 }  # fmt: skip
 DRIFT_BASELINE_USERS = 2000  # users whose served features make the drift baseline
+DEPLOY_LABELS = {"purpose": "deploy"}  # what `recsys train` stores; the backtest stores nothing
 
 
 @dataclass
@@ -72,6 +85,82 @@ def prepare(data_dir: str | Path) -> tuple[Dataset, Split]:
     return dataset, temporal_split(dataset.interactions)
 
 
+@dataclass
+class Recipe:
+    """What the recipe trained at one time cut, serving everything known at the cut."""
+
+    windows: Windows
+    snapshot: FeatureSnapshot  # features of `windows.known`: the served snapshot
+    snapshot_fit: FeatureSnapshot  # features of `windows.fit`: the ranker's training features
+    retriever: Retriever | None = None  # serving `windows.known` histories
+    ranker: Ranker | None = None
+    validation: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def two_stage(self) -> TwoStageRecommender:
+        """Retrieval then ranking with the served histories and snapshot (as the service)."""
+        from models.two_stage import TwoStageRecommender
+
+        if self.retriever is None or self.ranker is None:
+            raise ValueError("the recipe trained no retriever + ranker pair")
+        return TwoStageRecommender(self.retriever, self.ranker, MemoryFeatureStore(self.snapshot))
+
+
+def apply_recipe(
+    dataset: Dataset,
+    windows: Windows,
+    report: TrainReport,
+    seed: int = 42,
+    stages: tuple[str, ...] = ("retrieval", "ranking"),
+    quick: bool = False,
+    progress: bool = True,
+) -> Recipe:
+    """Train the requested stages at the cut that `windows` describe.
+
+    Args:
+        dataset: the catalog and demographics (its interactions are not read: `windows` are).
+        windows: what is known at the cut and its fit / valid windows.
+        report: receives timings.
+        seed: seed for every random choice.
+        stages: "retrieval" and/or "ranking"; ranking alone uses the stored `two-tower:latest`.
+        quick: small models and few epochs (tests and smoke runs), not for real use.
+        progress: show progress bars.
+
+    Returns:
+        The trained stages serving `windows.known`, with their validation metrics.
+    """
+    from models.train_ranker import RankerTrainConfig, train_ranker
+    from models.train_retrieval import train_retriever
+    from models.two_tower import TwoTowerConfig
+
+    with _Timer(report, "features"):
+        recipe = Recipe(
+            windows,
+            snapshot=build_snapshot(dataset, windows.known),
+            snapshot_fit=build_snapshot(dataset, windows.fit),
+        )
+    retriever: Retriever | None = None
+    if "retrieval" in stages:
+        with _Timer(report, "retrieval"):
+            config = TwoTowerConfig(**(QUICK_TOWER_OVERRIDES if quick else {}))
+            retriever, recipe.validation["retrieval"] = train_retriever(
+                recipe.snapshot_fit, windows, config, seed, progress=progress
+            )
+    if "ranking" in stages:
+        if retriever is None:
+            retriever = artifacts.load_two_tower("two-tower:latest", windows.fit)
+        with _Timer(report, "ranking"):
+            recipe.ranker, recipe.validation["ranking"] = train_ranker(
+                retriever.with_history(windows.fit),
+                MemoryFeatureStore(recipe.snapshot_fit),
+                windows.valid,
+                RankerTrainConfig(**(QUICK_RANKER_OVERRIDES if quick else {})),
+                seed=seed,
+            )
+    if retriever is not None:
+        recipe.retriever = retriever.with_history(windows.known)
+    return recipe
+
+
 def evaluate_baselines(dataset: Dataset, split: Split, report: TrainReport) -> None:
     """Most-popular and EASE^R (λ tuned on validation, refitted on train) on the test window."""
     item_ids = dataset.items["item_id"].to_numpy(np.int64)
@@ -90,91 +179,74 @@ def train_all(
     data_dir: str | Path,
     seed: int = 42,
     stages: tuple[str, ...] = ("retrieval", "ranking"),
-    baselines: bool = True,
     quick: bool = False,
     progress: bool = True,
 ) -> TrainReport:
-    """Train the requested stages on `data_dir` and store every artifact.
+    """Train for deployment on all of `data_dir` and store every artifact (`recsys train`).
+
+    The recipe's cut is the end of the data: the models learn from every window but each user's
+    last one (early stopping and the ranker's labels come from it), and the serving state is
+    everything, so the service knows every rating it was given.
 
     Args:
         data_dir: a MovieLens directory of any supported format.
         seed: seed for every random choice.
         stages: "retrieval" alone, or "retrieval" and "ranking" (ranking needs a retriever).
-        baselines: also evaluate most-popular and EASE^R on the same split.
         quick: small models and few epochs (tests and smoke runs), not for real use.
         progress: show progress bars.
 
     Returns:
-        The stored tags, test metrics of every model, and timings.
+        The stored tags, validation metrics of every model, and timings.
     """
-    from models.retriever import Retriever
-    from models.train_ranker import RankerTrainConfig, train_ranker
-    from models.train_retrieval import train_retriever
-    from models.two_stage import TwoStageRecommender
-    from models.two_tower import TwoTowerConfig
-
-    tower_config = TwoTowerConfig(**(QUICK_TOWER_OVERRIDES if quick else {}))
-    ranker_config = RankerTrainConfig(**(QUICK_RANKER_OVERRIDES if quick else {}))
-
     report = TrainReport()
-    with _Timer(report, "load+split"):
-        dataset, split = prepare(data_dir)
+    with _Timer(report, "load"):
+        dataset = load_movielens(data_dir)
+        windows = recipe_windows(dataset.interactions)
     fingerprint = dataset_fingerprint(dataset)
-    n_items = len(dataset.items)
-    report.info.update(dataset=dataset.format.value, fingerprint=fingerprint)
-    with _Timer(report, "features"):
-        snapshot_fit = build_snapshot(dataset, split.fit)
-        snapshot_serve = build_snapshot(dataset, split.train)
-        report.tags["feature-snapshot"] = artifacts.save_snapshot(
-            snapshot_serve, labels={"dataset": dataset.format.value}
-        )
-    if baselines:
-        evaluate_baselines(dataset, split, report)
+    report.info.update(
+        dataset=dataset.format.value, fingerprint=fingerprint, **_window_info(windows)
+    )
+    recipe = apply_recipe(dataset, windows, report, seed, stages, quick, progress)
+    labels = {**DEPLOY_LABELS, "dataset": dataset.format.value}
+    report.tags["feature-snapshot"] = artifacts.save_snapshot(recipe.snapshot, labels=labels)
 
-    def metadata(validation: dict[str, float], test: dict[str, float]) -> dict[str, Any]:
+    def metadata(validation: dict[str, float]) -> dict[str, Any]:
         return artifacts.base_metadata(
-            snapshot_serve.version,
+            recipe.snapshot.version,
             dataset_fingerprint=fingerprint,
-            train_feature_version=snapshot_fit.version,
+            train_feature_version=recipe.snapshot_fit.version,
             validation=validation,
-            test=test,
+            **_window_info(windows),
         )
 
-    retriever: Retriever | None = None
-    if "retrieval" in stages:
-        with _Timer(report, "retrieval"):
-            retriever, fit_metrics = train_retriever(
-                dataset, split, snapshot_fit, tower_config, seed, progress=progress
-            )
-            serving = retriever.with_history(split.train)
-            report.metrics["retrieval only"] = evaluate_recommender(serving, split.test, n_items)
-            report.info["retrieval_validation"] = fit_metrics
-            report.tags["two-tower"] = artifacts.save_two_tower(
-                serving, metadata(fit_metrics, report.metrics["retrieval only"])
-            )
-    if "ranking" in stages:
-        if retriever is None:
-            retriever = artifacts.load_two_tower("two-tower:latest", split.fit)
-        with _Timer(report, "ranking"):
-            ranker, rank_metrics = train_ranker(
-                retriever.with_history(split.fit),
-                MemoryFeatureStore(snapshot_fit),
-                split,
-                ranker_config,
-                seed=seed,
-            )
-            two_stage = TwoStageRecommender(
-                retriever.with_history(split.train), ranker, MemoryFeatureStore(snapshot_serve)
-            )
-            report.metrics["two-stage"] = evaluate_recommender(two_stage, split.test, n_items)
-            report.info["ranking_validation"] = rank_metrics
+    if recipe.retriever is not None and "retrieval" in stages:
+        validation = recipe.validation["retrieval"]
+        report.metrics["retrieval (validation)"] = validation
+        report.tags["two-tower"] = artifacts.save_two_tower(
+            recipe.retriever, metadata(validation), labels=labels
+        )
+    if recipe.ranker is not None:
+        with _Timer(report, "drift baseline"):
             report.tags["drift-reference"] = save_drift_baseline(
-                two_stage, split, snapshot_serve.version, seed
+                recipe.two_stage(), windows.known, recipe.snapshot.version, seed, labels
             )
-            report.tags["ranker"] = artifacts.save_ranker(
-                ranker, metadata(rank_metrics, report.metrics["two-stage"])
-            )
+        validation = recipe.validation["ranking"]
+        report.metrics["ranking (validation)"] = validation
+        report.tags["ranker"] = artifacts.save_ranker(
+            recipe.ranker, metadata(validation), labels=labels
+        )
     return report
+
+
+def _window_info(windows: Windows) -> dict[str, Any]:
+    """Sizes and time range of the recipe's windows (recorded with every deployed model)."""
+    known = windows.known["timestamp"]
+    return {
+        "known_ratings": len(windows.known),
+        "fit_ratings": len(windows.fit),
+        "valid_ratings": len(windows.valid),
+        "known_until": int(known.max()) if len(known) else None,
+    }
 
 
 def serving_features(model: TwoStageRecommender, user_ids: np.ndarray) -> np.ndarray:
@@ -184,13 +256,17 @@ def serving_features(model: TwoStageRecommender, user_ids: np.ndarray) -> np.nda
 
 
 def save_drift_baseline(
-    model: TwoStageRecommender, split: Split, feature_version: str, seed: int
+    model: TwoStageRecommender,
+    known: pd.DataFrame,
+    feature_version: str,
+    seed: int,
+    labels: dict[str, str] | None = None,
 ) -> str:
     """Store the drift monitor's baseline: features served to (a sample of) the known users."""
     from models.ranker import FEATURE_NAMES
     from monitoring.baseline import Baseline, reference_sample
 
-    users = np.unique(split.train["user_id"].to_numpy(np.int64))
+    users = np.unique(known["user_id"].to_numpy(np.int64))
     rng = np.random.default_rng(seed)
     if len(users) > DRIFT_BASELINE_USERS:
         users = np.sort(rng.choice(users, DRIFT_BASELINE_USERS, replace=False))
@@ -198,7 +274,9 @@ def save_drift_baseline(
     categorical = [c for c in DEMOGRAPHIC_COLUMNS if c in FEATURE_NAMES]
     baseline = Baseline.from_matrix(features, FEATURE_NAMES, categorical=categorical)
     sample = reference_sample(features, FEATURE_NAMES, seed=seed)
-    return artifacts.save_drift_reference(baseline, sample, feature_version, users=len(users))
+    return artifacts.save_drift_reference(
+        baseline, sample, feature_version, labels=labels, users=len(users)
+    )
 
 
 def models_exist(*tags: str) -> bool:
@@ -208,37 +286,29 @@ def models_exist(*tags: str) -> bool:
 
 def evaluate_all(
     data_dir: str | Path,
-    two_tower_tag: str = "two-tower:latest",
-    ranker_tag: str = "ranker:latest",
+    seed: int = 42,
+    quick: bool = False,
+    progress: bool = True,
 ) -> TrainReport:
-    """Baselines plus the stored models, all on the protocol's test window of `data_dir`.
+    """The backtest (`recsys evaluate`): the deployment recipe one step earlier, on `test`.
 
-    Stored models are evaluated only when they were trained on this very dataset (same
-    fingerprint); otherwise their rows are left out and `info["skipped"]` says why.
+    The recipe is applied at the protocol's train/test cut (`Split.windows`), so the models and
+    the serving state are what `recsys train` would have deployed on `split.train`; they are
+    scored on `split.test` beside most-popular and EASE^R. Nothing is stored.
     """
-    from models.two_stage import TwoStageRecommender
-
     report = TrainReport()
     with _Timer(report, "load+split"):
         dataset, split = prepare(data_dir)
     fingerprint = dataset_fingerprint(dataset)
     report.info.update(dataset=dataset.format.value, fingerprint=fingerprint)
     evaluate_baselines(dataset, split, report)
-    if not models_exist(two_tower_tag):
-        report.info["skipped"] = f"no {two_tower_tag} in the model store: run `recsys train`"
-        return report
-    stored = artifacts.get_model(two_tower_tag).info.metadata.get("dataset_fingerprint")
-    if stored != fingerprint:
-        report.info["skipped"] = f"{two_tower_tag} was trained on other data ({stored})"
-        return report
+    recipe = apply_recipe(dataset, split.windows, report, seed, quick=quick, progress=progress)
+    assert recipe.retriever is not None  # both stages were asked for
     n_items = len(dataset.items)
-    with _Timer(report, "retrieval"):
-        retriever = artifacts.load_two_tower(two_tower_tag, split.train)
-        report.metrics["retrieval only"] = evaluate_recommender(retriever, split.test, n_items)
-    if models_exist(ranker_tag):
-        with _Timer(report, "two-stage"):
-            store = MemoryFeatureStore(build_snapshot(dataset, split.train))
-            ranker = artifacts.load_ranker(ranker_tag)
-            two_stage = TwoStageRecommender(retriever, ranker, store)
-            report.metrics["two-stage"] = evaluate_recommender(two_stage, split.test, n_items)
+    with _Timer(report, "scoring"):
+        report.metrics["retrieval only"] = evaluate_recommender(
+            recipe.retriever, split.test, n_items
+        )
+        report.metrics["two-stage"] = evaluate_recommender(recipe.two_stage(), split.test, n_items)
+    report.info["validation"] = recipe.validation
     return report

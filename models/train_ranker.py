@@ -1,18 +1,18 @@
 """Training the XGBoost ranker on first-stage candidates, without leakage.
 
-Time windows (per user, DESIGN.md protocol: fit < valid < test):
+Time windows (per user, the recipe's `data.split.Windows`: fit < valid):
 
 - candidates: the first stage (any `BatchRecommender`; the two-tower retriever in production)
-  whose user histories are ``split.fit``, so it excludes fit items and knows nothing later;
+  whose user histories are ``windows.fit``, so it excludes fit items and knows nothing later;
 - features: rows read through a `FeatureStore` over ``snapshot_fit = build_snapshot(dataset,
-  split.fit)``, with the very `FeatureAssembler` serving uses, so training sees what serving sees;
-- labels: 1 when a candidate is among the user's ``split.valid`` items (a later window), else 0.
+  windows.fit)``, with the very `FeatureAssembler` serving uses, so training sees what serving
+  sees;
+- labels: 1 when a candidate is among the user's ``windows.valid`` items (a later window), else 0.
 
 One query group per user; groups without a positive carry no ranking signal and are dropped.
 The number of trees is chosen on held-out users: 5 seeded user folds (20% each), the round
-with the best mean NDCG@10 wins, then the model is refitted on all groups. At test and serving time
-the same model scores candidates from ``split.train`` histories with ``snapshot_serve``
-features, and ``split.test`` is the label window.
+with the best mean NDCG@10 wins, then the model is refitted on all groups. At serving time the
+same model scores candidates from ``windows.known`` histories with that period's features.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from data.split import Split
 from feature_store.base import FeatureStore
 from models.evaluation import BatchRecommender, ranking_metrics
 from models.ranker import FEATURE_NAMES, FeatureAssembler, Ranker, demographic_genre_lift
@@ -84,7 +83,7 @@ def build_training_set(
     Args:
         retriever: first stage whose histories end before `labels_window`.
         store: feature rows from the period before `labels_window`.
-        labels_window: interactions that make the positive labels (e.g. `Split.valid`).
+        labels_window: interactions that make the positive labels (e.g. `Windows.valid`).
         candidates: candidates per user.
         batch_size: users per `recommend` call.
 
@@ -126,20 +125,20 @@ def _pair_keys(users: np.ndarray, items: np.ndarray) -> np.ndarray:
 def train_ranker(
     retriever: BatchRecommender,
     store: FeatureStore,
-    split: Split,
+    labels_window: pd.DataFrame,
     config: RankerTrainConfig | None = None,
     seed: int = 42,
 ) -> tuple[Ranker, dict[str, float]]:
-    """Train the ranker on `retriever`'s candidates with `split.valid` labels.
+    """Train the ranker on `retriever`'s candidates with `labels_window` labels.
 
     The number of trees is chosen by user-level k-fold: each fold holds out 1/k of the users
     (20% with k = 5), the mean holdout NDCG@10 curve picks the round count, and the final model
     is refitted on every group with that many trees.
 
     Args:
-        retriever: first stage with `split.fit` histories (it must exclude fit items).
-        store: feature store over `build_snapshot(dataset, split.fit)`.
-        split: the protocol split; only `valid` is read (the labels).
+        retriever: first stage with `windows.fit` histories (it must exclude fit items).
+        store: feature store over `build_snapshot(dataset, windows.fit)`.
+        labels_window: the interactions after the features' period (`windows.valid`).
         config: hyperparameters (defaults: `RankerTrainConfig()`).
         seed: seeds the folds and XGBoost.
 
@@ -148,7 +147,7 @@ def train_ranker(
         retrieval order and of the ranker on the same candidates, plus group and tree counts.
     """
     config = config or RankerTrainConfig()
-    data = build_training_set(retriever, store, split.valid, config.candidates)
+    data = build_training_set(retriever, store, labels_window, config.candidates)
     users = np.unique(data.user_ids)
     fold_of_user = np.random.default_rng(seed).permutation(len(users)) % config.folds
     fold = fold_of_user[np.searchsorted(users, data.user_ids)]  # (R,)
@@ -182,7 +181,7 @@ def train_ranker(
         held = fold == f
         rounds = min(trees, fold_booster.num_boosted_rounds())
         oof[held] = fold_booster[:rounds].inplace_predict(data.features[held])
-    metrics = _out_of_fold_metrics(data, oof, split.valid)
+    metrics = _out_of_fold_metrics(data, oof, labels_window)
     metrics.update(
         groups=float(len(np.unique(data.user_ids[has_positive]))),
         users=float(len(users)),

@@ -1,13 +1,13 @@
 """Training of the two-tower retriever (`train_retriever`).
 
-Examples: every rating in `split.fit` is a target; its user's query pools the `history_len`
+Examples: every rating in `windows.fit` is a target; its user's query pools the `history_len`
 items rated before a cut point that lies up to `target_window` ratings before the target, so the
 model learns to predict the next several items from a history, as the protocol asks of it.
 Loss: sampled softmax over the batch's targets (in-batch negatives) plus `uniform_negatives`
 uniformly drawn items, each logit corrected by the log of its expected count in the sample
 (logQ, Yi et al. 2019; mixed negatives, Yang et al. 2020). When the catalog is no bigger than
 `uniform_negatives` the whole catalog is the candidate set (exact softmax, no correction).
-Early stopping on validation Recall@100 (`split.valid`, history = `split.fit`).
+Early stopping on validation Recall@100 (`windows.valid`, history = `windows.fit`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from data.features import DEMOGRAPHIC_COLUMNS
-from data.schema import Dataset
 from data.snapshot import FeatureSnapshot
-from data.split import Split
+from data.split import Windows
 from models.config import RetrievalSettings
 from models.evaluation import evaluate_recommender
 from models.retrieval import IndexInfo, ItemIndex, build_index, flat_index
@@ -149,29 +148,26 @@ def _parts(
 
 
 def train_retriever(
-    dataset: Dataset,
-    split: Split,
     snapshot: FeatureSnapshot,
+    windows: Windows,
     config: TwoTowerConfig,
     seed: int,
     settings: RetrievalSettings | None = None,
     progress: bool = True,
 ) -> tuple[Retriever, dict[str, float]]:
-    """Train the towers on `split.fit`, early-stopping on Recall@100 over `split.valid`.
+    """Train the towers on `windows.fit`, early-stopping on Recall@100 over `windows.valid`.
 
     Args:
-        dataset: the dataset (its catalog is the snapshot's).
-        split: the protocol split; only `fit` and `valid` are read.
-        snapshot: item content (genres, year) and user demographics.
+        snapshot: the catalog, item content (genres, year) and user demographics.
+        windows: the recipe's windows; only `fit` and `valid` are read.
         config: architecture and training hyper-parameters.
         seed: seeds torch and numpy; the same seed gives the same model.
         settings: index choice and target recall (defaults if None).
         progress: show a progress bar with loss and validation recall per epoch.
 
     Returns:
-        The retriever (serving `split.fit` histories) and training metrics.
+        The retriever (serving `windows.fit` histories) and training metrics.
     """
-    del dataset  # catalog and demographics come through the snapshot
     settings = settings or RetrievalSettings()
     started = time.perf_counter()
     torch.manual_seed(seed)
@@ -180,7 +176,7 @@ def train_retriever(
     rng = np.random.default_rng(seed)
 
     item_ids = snapshot.item_ids
-    fit = split.fit[split.fit["item_id"].isin(item_ids)]
+    fit = windows.fit[windows.fit["item_id"].isin(item_ids)]
     user_ids = np.unique(fit["user_id"].to_numpy(np.int64))
     ex = _examples(fit, item_ids, user_ids, snapshot)
     counts = np.bincount(ex.item, minlength=len(item_ids)).astype(np.float64)
@@ -210,7 +206,7 @@ def train_retriever(
             optimizer.step()
             total += float(loss.detach()) * len(order[s : s + config.batch_size])
         parts = _parts(model, config, item_ids, inputs, counts, user_ids, snapshot)
-        recall = evaluate_recommender(Retriever(parts, fit), split.valid, len(item_ids))[
+        recall = evaluate_recommender(Retriever(parts, fit), windows.valid, len(item_ids))[
             "recall@100"
         ]
         bar.set_postfix(loss=f"{total / n_epoch:.4f}", val_recall100=f"{recall:.4f}")
@@ -245,8 +241,8 @@ def cold_item_recall(
 
     Args:
         retriever: serving the `known` histories.
-        known: the interactions the model and the histories saw (e.g. `split.train`).
-        heldout: the evaluation window (e.g. `split.test`).
+        known: the interactions the model and the histories saw (e.g. `Split.train`).
+        heldout: the evaluation window (e.g. `Split.test`).
         k: depth of the candidate list.
 
     Returns:

@@ -202,6 +202,23 @@ def bench_ranking(
     console.print(f"target p50 < 0.5 ms, p99 < 1.5 ms: {'ok' if b.ok else 'MISSED'}")
 
 
+@data_app.command("split")
+def data_split(
+    directory: Annotated[Path, typer.Argument(help="MovieLens directory to split.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write train/ and test.csv.")],
+) -> None:
+    """Per-user temporal 80/20 split (DESIGN.md): a MovieLens train/ directory and test.csv."""
+    from data.split_files import write_split
+
+    try:
+        files = write_split(directory, out)
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    console.print(f"{files.train_ratings} train ratings in {files.train_dir}; "
+                  f"{files.test_ratings} test ratings of {files.test_users} users in "
+                  f"{files.test_file} (users: {files.users_file})", highlight=False)  # fmt: skip
+
+
 @data_app.command("download")
 def data_download(
     name: Annotated[str, typer.Argument(help="ml-100k, ml-1m, ml-latest-small, ml-25m, ml-32m.")],
@@ -266,7 +283,7 @@ def train(
         bool, typer.Option("--if-missing", help="Do nothing when trained models exist.")
     ] = False,
 ) -> None:
-    """Train the retriever and the ranker (with baselines for comparison) and store them."""
+    """Train the deployable models on all the data and store them (the backtest: `evaluate`)."""
     from models.train import models_exist, train_all
 
     settings = get_settings()
@@ -280,33 +297,52 @@ def train(
         report = train_all(resolve_data_dir(settings, data_dir), settings.seed, stages)
     except RecsysError as exc:
         raise _fail(exc) from exc
-    _print_table("test metrics (DESIGN.md protocol)", report.metrics)
-    console.print({"tags": report.tags, "seconds": report.seconds, **report.info})
+    console.print({"validation": report.metrics, "tags": report.tags, **report.info})
+    console.print(f"seconds: {report.seconds}; total {sum(report.seconds.values()):.1f}")
 
 
 @app.command()
 def evaluate(
     data_dir: DataDirOption = None,
+    recommendations: Annotated[
+        Path | None,
+        typer.Option(help="Score this `recommend --batch` output instead of backtesting."),
+    ] = None,
+    test: Annotated[
+        Path | None, typer.Option(help="Held-out ratings for --recommendations (`data split`).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where to write the JSON table.")] = Path(
         "reports/evaluation.json"
     ),
 ) -> None:
-    """Evaluate baselines and the stored models on the protocol's test window."""
+    """Backtest the training recipe on the protocol's test window, or score --recommendations.
+
+    The backtest applies `recsys train`'s recipe one step earlier (on all but each user's last
+    20%) and scores it on that last 20% beside most-popular and EASE^R; it stores no model.
+    With --recommendations and --test it scores a deployed service's batch answers instead
+    (--data-dir: the directory the service was trained on, for the catalog size).
+    """
+    from models.scoring import score_recommendations
     from models.train import evaluate_all
 
     settings = get_settings()
     try:
-        report = evaluate_all(
-            resolve_data_dir(settings, data_dir),
-            settings.artifacts.two_tower_tag,
-            settings.artifacts.ranker_tag,
-        )
+        source = resolve_data_dir(settings, data_dir)
+        if recommendations is not None or test is not None:
+            if recommendations is None or test is None:
+                raise RecsysError("--recommendations and --test go together")
+            metrics, info = score_recommendations(recommendations, test, source)
+            rows, title = {str(recommendations): metrics}, "as deployed (DESIGN.md metrics)"
+        else:
+            report = evaluate_all(source, settings.seed)
+            rows, title = report.metrics, "backtest: test window (DESIGN.md protocol)"
+            info = {**report.info, "seconds": report.seconds}
     except RecsysError as exc:
         raise _fail(exc) from exc
-    _print_table("test metrics (DESIGN.md protocol)", report.metrics)
+    _print_table(title, rows)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"metrics": report.metrics, **report.info}, indent=2))
-    console.print(f"wrote {out}; seconds: {report.seconds}")
+    out.write_text(json.dumps({"metrics": rows, **info}, indent=2))
+    console.print(f"wrote {out}; {info}")
 
 
 @helm_app.command("check")

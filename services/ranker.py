@@ -125,6 +125,7 @@ class RankerService:
             "feature_version": self.store.version,
             "features": list(self.ranker.feature_names),
             "drift_reference": str(self.drift_model.tag),
+            "labels": model.info.labels,
             "metadata": model.info.metadata,
         }
 

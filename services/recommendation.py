@@ -62,6 +62,8 @@ class RecommendationService:
         self.settings = settings
         self.snapshot_tag = str(self.snapshot_model.tag)
         snapshot = artifacts.load_snapshot(self.snapshot_tag)
+        # "purpose": "deploy" for what `recsys train` stored (the backtest stores nothing).
+        self.snapshot_labels = artifacts.get_model(self.snapshot_tag).info.labels
         self.feature_version = snapshot.version
         self.snapshot_metadata = snapshot.metadata
         self.pipeline = RecommendationPipeline(
@@ -96,7 +98,9 @@ class RecommendationService:
         return {
             "service": "recommendation",
             "feature_snapshot": self.snapshot_tag,
+            "purpose": self.snapshot_labels.get("purpose", "unlabelled"),
             "feature_version": self.feature_version,
+            "known_until": self.snapshot_metadata.get("period_end"),
             "dataset": self.snapshot_metadata.get("dataset_format"),
             "dataset_fingerprint": self.snapshot_metadata.get("dataset_fingerprint"),
             "max_body_bytes": MAX_BODY_BYTES,

@@ -91,5 +91,6 @@ class RetrieverService:
             "model": str(model.tag),
             "feature_version": self.model_version["feature_version"],
             "index": self.model_version["index"],
+            "labels": model.info.labels,
             "metadata": model.info.metadata,
         }

@@ -34,7 +34,7 @@ def stored_ranker() -> dict[str, str]:
     fit_store = MemoryFeatureStore(build_snapshot(dataset, split.fit))
     first = PopularRecommender().fit(split.fit, fit_store.snapshot.item_ids)
     config = RankerTrainConfig(max_trees=30, folds=3, early_stopping_rounds=10)
-    ranker, metrics = train_ranker(first, fit_store, split, config, seed=0)
+    ranker, metrics = train_ranker(first, fit_store, split.valid, config, seed=0)
     serving = build_snapshot(dataset, split.train)
     serve_store = MemoryFeatureStore(serving)
     served = PopularRecommender().fit(split.train, serving.item_ids)

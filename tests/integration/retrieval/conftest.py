@@ -30,7 +30,7 @@ def stored_retriever() -> dict[str, str]:
     fit_snapshot = build_snapshot(dataset, split.fit)
     config = TwoTowerConfig(dim=16, hidden=32, history_len=10, epochs=2, batch_size=256)
     retriever, metrics = train_retriever(
-        dataset, split, fit_snapshot, config, seed=0, progress=False
+        fit_snapshot, split.windows, config, seed=0, progress=False
     )
     serving = build_snapshot(dataset, split.train)
     return {

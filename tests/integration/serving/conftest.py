@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
+import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
@@ -30,7 +30,7 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_models(synth_dir: Path) -> TrainReport:
     """Retriever, ranker and feature snapshot trained and stored (quick settings)."""
-    return train_all(synth_dir, seed=0, quick=True, baselines=False)
+    return train_all(synth_dir, seed=0, quick=True)
 
 
 # A small drift window so a test can fill it with one kind of traffic, then another.
@@ -79,9 +79,40 @@ def client(trained_models: TrainReport, service_env: dict[str, str]) -> Iterator
         yield test_client
 
 
-@pytest.fixture(scope="session")
-def history(trained_models: TrainReport) -> Any:
-    """The served snapshot's history table (what each user has seen)."""
-    from models.artifacts import load_snapshot
+def read_ratings(path: Path, sep: str, header: bool = False) -> pd.DataFrame:
+    """``user_id, item_id, timestamp`` of a MovieLens ratings file, parsed by hand.
 
-    return load_snapshot().history
+    The expected "already rated" sets come from the files the service was trained on, never from
+    the state the training code built.
+    """
+    lines = path.read_text(encoding="latin-1").splitlines()[int(header) :]
+    fields = [line.split(sep) for line in lines if line]
+    return pd.DataFrame(
+        {
+            "user_id": [int(f[0]) for f in fields],
+            "item_id": [int(f[1]) for f in fields],
+            "timestamp": [int(f[3]) for f in fields],
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def history(synth_dir: Path) -> pd.DataFrame:
+    """Every rating the served models were trained on (``recsys train`` serves all of them)."""
+    return read_ratings(synth_dir / "ratings.dat", "::")
+
+
+@pytest.fixture(scope="session")
+def ml100k_models(ml100k_dir: Path) -> TrainReport:
+    """Deployable models trained by `recsys train`'s code on all of ML-100K (quick settings)."""
+    return train_all(ml100k_dir, seed=0, quick=True, progress=False)
+
+
+@pytest.fixture(scope="session")
+def ml100k_rated(ml100k_dir: Path) -> dict[int, set[int]]:
+    """Each ML-100K user's rated movies, straight from u.data."""
+    rated: dict[int, set[int]] = {}
+    ratings = read_ratings(ml100k_dir / "u.data", "\t")
+    for user, item in zip(ratings["user_id"], ratings["item_id"], strict=True):
+        rated.setdefault(int(user), set()).add(int(item))
+    return rated

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from data.split import holdout_last, temporal_split
+from data.split import holdout_last, recipe_windows, temporal_split
 from data.synth import SyntheticData
 
 KEY = ["user_id", "item_id"]
@@ -93,3 +93,40 @@ def test_ties_in_time_are_broken_by_item_id():
 def test_bad_fraction_is_refused(interactions: pd.DataFrame, fraction: float):
     with pytest.raises(ValueError, match="fraction"):
         holdout_last(interactions, fraction)
+
+
+def _last_fifth_by_hand(frame: pd.DataFrame) -> set[tuple[int, int]]:
+    """Each user's last ceil(20%) ratings by (timestamp, item id), written without pandas."""
+    by_user: dict[int, list[tuple[int, int]]] = {}
+    for user, item, ts in frame[["user_id", "item_id", "timestamp"]].itertuples(index=False):
+        by_user.setdefault(int(user), []).append((int(ts), int(item)))
+    held = set()
+    for user, rows in by_user.items():
+        if len(rows) < 2:
+            continue
+        rows.sort()
+        n = max(1, math.ceil(0.2 * len(rows)))
+        held |= {(user, item) for _, item in rows[-n:]}
+    return held
+
+
+def test_deploy_windows_know_everything(interactions: pd.DataFrame):
+    """Issue 11: `recsys train` serves all the data; it learns on all but each user's last 20%."""
+    windows = recipe_windows(interactions)
+    assert _keys(windows.known) == _keys(interactions)
+    assert len(windows.known) == len(interactions)
+    assert _keys(windows.valid) == _last_fifth_by_hand(interactions)
+    assert _keys(windows.fit) == _keys(interactions) - _last_fifth_by_hand(interactions)
+
+
+def test_backtest_windows_are_the_deploy_recipe_one_step_earlier(interactions: pd.DataFrame):
+    """Issue 11: the backtest applies the same recipe to all but the test window."""
+    split = temporal_split(interactions)
+    test = _last_fifth_by_hand(interactions)
+    assert _keys(split.test) == test
+    backtest = split.windows
+    assert _keys(backtest.known) == _keys(interactions) - test
+    earlier = interactions[[k not in test for k in interactions[KEY].itertuples(index=False)]]
+    again = recipe_windows(earlier)
+    for part in ("known", "fit", "valid"):
+        assert _keys(getattr(backtest, part)) == _keys(getattr(again, part)), part

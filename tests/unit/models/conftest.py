@@ -47,4 +47,4 @@ def trained_ranker(
 ) -> tuple[Ranker, dict[str, float]]:
     """A small ranker trained on popular candidates with valid-window labels."""
     config = RankerTrainConfig(max_trees=30, folds=3, early_stopping_rounds=10)
-    return train_ranker(fit_popular, fit_store, synth_split, config, seed=0)
+    return train_ranker(fit_popular, fit_store, synth_split.valid, config, seed=0)

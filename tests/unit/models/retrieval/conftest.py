@@ -32,9 +32,7 @@ def trained(
     synth_dataset: Dataset, synth_split: Split, fit_snapshot: FeatureSnapshot
 ) -> tuple[Retriever, dict[str, float]]:
     """A small retriever trained on the synthetic fit window (serving fit histories)."""
-    return train_retriever(
-        synth_dataset, synth_split, fit_snapshot, SMALL_CONFIG, seed=0, progress=False
-    )
+    return train_retriever(fit_snapshot, synth_split.windows, SMALL_CONFIG, seed=0, progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -87,8 +87,8 @@ def test_training_metrics_and_determinism(
     assert metrics["index_recall@100"] == 1.0  # small catalog: exact search
     assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"] <= SMALL_CONFIG.epochs
     short = TwoTowerConfig(**{**SMALL_CONFIG.to_dict(), "epochs": 1})
-    first, _ = train_retriever(synth_dataset, synth_split, fit_snapshot, short, 5, progress=False)
-    again, _ = train_retriever(synth_dataset, synth_split, fit_snapshot, short, 5, progress=False)
+    first, _ = train_retriever(fit_snapshot, synth_split.windows, short, 5, progress=False)
+    again, _ = train_retriever(fit_snapshot, synth_split.windows, short, 5, progress=False)
     np.testing.assert_array_equal(first.parts.item_embeddings, again.parts.item_embeddings)
 
 
