@@ -48,6 +48,21 @@ def redis_server() -> Iterator[LocalRedis]:
     server.stop()
 
 
+# Fixtures that train a model. A test that uses one, directly or through another fixture, is
+# marked `slow`, so `make test-fast` (-m "not integration and not slow") trains nothing.
+TRAINING_FIXTURES = frozenset(
+    {"trained", "trained_ranker", "stored_retriever", "stored_ranker", "trained_models",
+     "ml100k_models"}
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a trained model `slow` (see TRAINING_FIXTURES)."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Every test session writes models into its own BentoML store, never the user's.
 

@@ -69,3 +69,39 @@ def test_unreachable_redis_is_a_clear_error(snapshot) -> None:
     settings = RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(FeatureStoreUnavailable, match=snapshot.version):
         materialize(snapshot, settings)
+
+
+@pytest.mark.parametrize(
+    ("damage", "got"),
+    [
+        # another writer truncates the new version's first user row while it is being written
+        (lambda raw, key: raw.set(key, b"\x00\x00\x00"), "3 different bytes"),
+        # ... or deletes it (an eviction, a FLUSH of the wrong keys)
+        (lambda raw, key: raw.delete(key), "missing"),
+    ],
+)
+def test_a_failed_read_back_keeps_the_old_version_active(
+    snapshot, other_snapshot, redis_settings, raw, damage, got
+) -> None:
+    """Issue 20: MaterializationError, and the previous version keeps serving untouched."""
+    from feature_store.errors import MaterializationError
+
+    materialize(snapshot, redis_settings)
+    first_user = keys.user_key(other_snapshot.version, int(other_snapshot.user_ids[0]))
+
+    def damage_after_the_users(written: int) -> None:
+        if raw.exists(first_user):  # the users' batch is in Redis: spoil it before read-back
+            damage(raw, first_user)
+
+    with pytest.raises(MaterializationError, match=got):
+        materialize(other_snapshot, redis_settings, progress=damage_after_the_users)
+    assert raw.get(keys.ACTIVE_KEY) == snapshot.version.encode()
+    assert _version_keys(raw, snapshot.version) == (
+        len(snapshot.user_ids) + len(snapshot.item_ids) + 1
+    )
+    store = RedisFeatureStore(redis_settings)  # serves the active, old, version
+    assert store.version == snapshot.version
+    rows = store.read(int(snapshot.user_ids[3]), snapshot.item_ids[:4])
+    np.testing.assert_array_equal(rows.user, snapshot.user_matrix[3])
+    np.testing.assert_array_equal(rows.items, snapshot.item_matrix[:4])
+    store.close()

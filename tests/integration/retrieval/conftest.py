@@ -10,7 +10,7 @@ import pytest
 
 from data.features import build_snapshot
 from data.schema import DataFormat, Dataset
-from data.split import temporal_split
+from data.split import recipe_windows
 from data.synth import generate
 from models import artifacts
 from models.train_retrieval import train_retriever
@@ -18,28 +18,32 @@ from models.two_tower import TwoTowerConfig
 
 
 @pytest.fixture(scope="session")
-def stored_retriever() -> dict[str, str]:
-    """Train a small retriever on synthetic data and store it with its serving snapshot.
+def retriever_data() -> Dataset:
+    """Synthetic ratings with planted structure: what the stored retriever is given."""
+    data = generate(n_users=300, n_items=200, n_ratings=9_000, seed=5)
+    return Dataset(DataFormat.ML_1M, data.interactions, data.users, data.items, True)
+
+
+@pytest.fixture(scope="session")
+def stored_retriever(retriever_data: Dataset) -> dict[str, str]:
+    """Train a small retriever as `recsys train` does (serving every rating) and store it.
 
     Returns the stored tags (`two-tower`, `feature-snapshot`), which are also the `:latest` ones
-    right after this fixture runs.
+    right after this fixture runs, and a user id to ask for.
     """
-    data = generate(n_users=300, n_items=200, n_ratings=9_000, seed=5)
-    dataset = Dataset(DataFormat.ML_1M, data.interactions, data.users, data.items, True)
-    split = temporal_split(dataset.interactions)
-    fit_snapshot = build_snapshot(dataset, split.fit)
+    windows = recipe_windows(retriever_data.interactions)
     config = TwoTowerConfig(dim=16, hidden=32, history_len=10, epochs=2, batch_size=256)
     retriever, metrics = train_retriever(
-        fit_snapshot, split.windows, config, seed=0, progress=False
+        build_snapshot(retriever_data, windows.fit), windows, config, seed=0, progress=False
     )
-    serving = build_snapshot(dataset, split.train)
+    serving = build_snapshot(retriever_data, windows.known)
     return {
         "feature-snapshot": artifacts.save_snapshot(serving),
         "two-tower": artifacts.save_two_tower(
-            retriever.with_history(split.train),
+            retriever.with_history(windows.known),
             artifacts.base_metadata(serving.version, validation=metrics),
         ),
-        "user_id": str(int(split.train["user_id"].iloc[0])),
+        "user_id": str(int(retriever_data.interactions["user_id"].iloc[0])),
     }
 
 

@@ -12,25 +12,35 @@ import bentoml
 import httpx
 import pytest
 
+from data.schema import Dataset
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.integration
 def test_retrieve_excludes_seen_and_flags_cold_start(
-    retriever_client: httpx.Client, stored_retriever: dict[str, str]
+    retriever_client: httpx.Client, stored_retriever: dict[str, str], retriever_data: Dataset
 ) -> None:
     user_id = int(stored_retriever["user_id"])
-    answer = retriever_client.post("/retrieve", json={"user_id": user_id, "k": 20})
+    ratings = retriever_data.interactions  # what the model was given, not what it built
+    rated = set(ratings.loc[ratings["user_id"] == user_id, "item_id"].tolist())
+    n_items = len(retriever_data.items)
+    answer = retriever_client.post("/retrieve", json={"user_id": user_id, "k": n_items})
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert len(body["item_ids"]) == len(body["scores"]) == 20
+    assert len(body["item_ids"]) == len(body["scores"]) == n_items - len(rated)
+    assert not set(body["item_ids"]) & rated
     assert body["cold_start"] is False
     assert body["model_version"]["two_tower"].startswith("two-tower:")
+    everything = retriever_client.post(
+        "/retrieve", json={"user_id": user_id, "k": n_items, "exclude_seen": False}
+    ).json()
+    assert set(everything["item_ids"]) >= rated  # the filter above is not vacuous
     banned = body["item_ids"][:3]
     again = retriever_client.post(
         "/retrieve", json={"user_id": user_id, "k": 20, "exclude_item_ids": banned}
     ).json()
-    assert not set(again["item_ids"]) & set(banned)
+    assert not set(again["item_ids"]) & (set(banned) | rated)
     cold = retriever_client.post("/retrieve", json={"user_id": 10**9, "k": 5}).json()
     assert cold["cold_start"] is True
     assert len(cold["item_ids"]) == 5

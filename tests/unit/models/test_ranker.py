@@ -72,10 +72,18 @@ def test_missing_retrieval_scores_are_nan_not_errors(
     trained_ranker: tuple[Ranker, dict[str, float]], fit_store: MemoryFeatureStore
 ) -> None:
     ranker, _ = trained_ranker
-    user_id, item_ids, _ = _first_user_rows(fit_store)
+    user_id, item_ids, rows = _first_user_rows(fit_store)
     result = ranker.rank(user_id, item_ids, None, fit_store, k=5)
     assert len(result.item_ids) == 5
     assert np.all(np.isfinite(result.scores))
+    assert result.features is not None
+    missing = [FEATURE_NAMES.index(n) for n in ("retrieval_score", "retrieval_gap", "retrieval_z")]
+    assert np.isnan(result.features[:, missing]).all()
+    rank = FEATURE_NAMES.index("retrieval_rank")  # the candidates' order is still known
+    np.testing.assert_array_equal(result.features[:, rank], np.arange(len(item_ids)))
+    # XGBoost reads NaN as missing: scoring the same rows by hand gives the served scores.
+    by_hand = np.sort(ranker.score(ranker.features(rows, None)))[::-1][:5]
+    np.testing.assert_allclose(result.scores, by_hand, rtol=1e-6)
 
 
 def test_rank_returns_best_k_of_the_candidates_in_order(

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import bentoml
+import faiss
 import numpy as np
 import pytest
 
@@ -55,6 +56,14 @@ def test_metadata_and_files(saved_tag: str, fit_snapshot: FeatureSnapshot) -> No
     files = {p.name for p in Path(model.path).iterdir()}
     assert {"state_dict.pt", "config.json", "index.faiss", "item_embeddings.npy"} <= files
     assert not any(name.endswith((".pkl", ".pickle")) for name in files)
+    # The stored files agree with each other, read with the libraries' own loaders: the FAISS
+    # index holds one row per stored embedding, of the configured size.
+    index = faiss.read_index(str(Path(model.path) / "index.faiss"))
+    embeddings = np.load(Path(model.path) / "item_embeddings.npy")
+    config = json.loads((Path(model.path) / "config.json").read_text())
+    assert index.ntotal == len(embeddings) == len(fit_snapshot.item_ids)
+    assert index.d == embeddings.shape[1] == config["config"]["dim"]
+    assert config["n_items"] == len(embeddings)
 
 
 def _copy_with(saved_tag: str, change: str) -> str:
