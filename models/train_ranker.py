@@ -42,10 +42,11 @@ class RankerTrainConfig:
     max_trees: int = 60
     """Upper bound on boosting rounds (the k-fold NDCG@10 curve picks the count below it).
 
-    60 keeps scoring 100 candidates within the 0.5 ms budget: on all of ML-100K the curve
-    asked for 120 trees and `recsys bench ranking` measured p50 0.91 ms. The backtests of
-    ML-100K, ml-latest-small and the synthetic set picked 51, 10 and 35: their figures are the
-    same with the cap.
+    Scoring cost grows with the trees: on all of ML-100K the curve asked for 120 and `recsys
+    bench ranking` measured p50 0.91 ms for 100 candidates, 0.77 ms with 60 (same day; the
+    0.5 ms budget was missed that day even by a 51-tree model, 0.72 ms). The backtests of
+    ML-100K, ml-latest-small and the synthetic set picked 51, 10 and 35 trees: their figures
+    are the same with the cap.
     """
     learning_rate: float = 0.1
     """Shrinkage per round."""
