@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, model_validator
 
 
@@ -63,4 +65,31 @@ class RedisSettings(BaseModel):
             raise ValueError("redis reset_timeout_s must be positive, active_version_ttl_s >= 0")
         if self.max_connections < 1 or self.materialize_batch_size < 1:
             raise ValueError("redis max_connections and materialize_batch_size must be >= 1")
+        return self
+
+
+class EventSettings(BaseModel):
+    """Where POST /events keeps what it accepted, and how much of it (RECSYS_EVENTS__*)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dir: Path = Path.home() / ".local" / "state" / "recsys" / "events"
+    """The event log of this replica (segments + the Redis cursor); one directory per replica."""
+    segment_bytes: int = 64 * 1024 * 1024
+    """A new log segment starts past this size."""
+    max_segments: int = 16
+    """Segments kept; older ones are deleted (the log is bounded)."""
+    stream_maxlen: int = 1_000_000
+    """The Redis stream of events is trimmed to about this many entries."""
+    replay_interval_s: float = 1.0
+    """How often events that could not reach Redis are retried."""
+
+    @model_validator(mode="after")
+    def _check(self) -> EventSettings:
+        if self.segment_bytes < 1024 or self.max_segments < 1 or self.stream_maxlen < 1:
+            raise ValueError(
+                "events: segment_bytes must be >= 1024, max_segments and stream_maxlen >= 1"
+            )
+        if self.replay_interval_s <= 0:
+            raise ValueError("events: replay_interval_s must be positive")
         return self

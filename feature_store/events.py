@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,23 +187,27 @@ class EventLogReader:
         self._lock = threading.Lock()
         self.corrupt_lines = 0
 
-    def read_new(self) -> list[RatingEvent]:
-        """Every complete event line appended since the last call, in log order."""
+    def read_new(self, limit: int | None = None) -> list[RatingEvent]:
+        """The complete event lines appended since the last call (at most `limit`), in order."""
         with self._lock:
-            return list(self._read())
+            out: list[RatingEvent] = []
+            self._read(out, limit)
+            return out
 
-    def _read(self) -> Iterator[RatingEvent]:
-        while True:
+    def _read(self, out: list[RatingEvent], limit: int | None) -> None:
+        while limit is None or len(out) < limit:
             path = segment_path(self.directory, self.position.segment)
             exists = path.exists()
             if exists:
-                yield from self._read_segment(path)
+                self._read_segment(path, out, limit)
             nxt = self.position.segment + 1
             if segment_path(self.directory, nxt).exists():
                 # The writer created the next segment after its last write to this one: one
                 # more read of this one is complete (a torn last line, if any, is dropped).
                 if exists:
-                    yield from self._read_segment(path)
+                    self._read_segment(path, out, limit)
+                if limit is not None and len(out) >= limit:
+                    return
                 self.position = LogPosition(nxt, 0)
                 continue
             if not exists:  # deleted by rotation while we were behind: skip to the oldest left
@@ -213,7 +217,7 @@ class EventLogReader:
                     continue
             return
 
-    def _read_segment(self, path: Path) -> Iterator[RatingEvent]:
+    def _read_segment(self, path: Path, out: list[RatingEvent], limit: int | None) -> None:
         try:
             if os.stat(path).st_size <= self.position.offset:
                 return
@@ -222,14 +226,19 @@ class EventLogReader:
                 data = handle.read()
         except FileNotFoundError:
             return
-        end = data.rfind(b"\n") + 1  # a line still being written stays for the next call
-        for line in data[:end].splitlines():
+        offset = 0
+        while limit is None or len(out) < limit:
+            end = data.find(b"\n", offset)
+            if end < 0:  # a line still being written stays for the next call
+                break
+            line = data[offset:end]
+            offset = end + 1
             try:
-                yield RatingEvent.from_line(line)
+                out.append(RatingEvent.from_line(line))
             except (ValueError, KeyError, TypeError):
                 self.corrupt_lines += 1
                 logger.warning("event log %s: skipped a corrupt line %r", path.name, line[:200])
-        self.position = LogPosition(self.position.segment, self.position.offset + end)
+        self.position = LogPosition(self.position.segment, self.position.offset + offset)
 
 
 def read_log(directory: Path) -> list[RatingEvent]:

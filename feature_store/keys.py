@@ -11,7 +11,14 @@ key                                    value
 ``rs:v1:{<version>}:meta``             JSON: user/item columns, default rows, counts, created_at
 ``rs:v1:{<version>}:u:<user_id>``      the user's features, packed little-endian float32 (Fu*4 B)
 ``rs:v1:{<version>}:i:<item_id>``      the item's features, packed little-endian float32 (Fi*4 B)
+``rs:v1:{<version>}:h:<user_id>``      list: the user's rating events since the snapshot, each
+                                       packed item id (int64), timestamp (int64), rating (float64,
+                                       NaN when unrated)
+``rs:v1:{<version>}:events``           stream (capped): every event applied, fields u, i, r, t
 =====================================  ==========================================================
+
+POST /events updates a user's ``u:`` row, ``h:`` list and the stream in one MULTI/EXEC, so
+every replica reads the same state; the shared hash tag keeps that transaction in one slot.
 
 ``{<version>}`` is a Redis Cluster hash tag: every key of one version hashes to the same slot,
 so one request's MGET of a user and N items never breaks the cross-slot rule, and
@@ -24,6 +31,9 @@ the same rows as hashes 2.5-5.5 ms.
 """
 
 from __future__ import annotations
+
+import math
+import struct
 
 import numpy as np
 
@@ -50,6 +60,30 @@ def user_key(version: str, user_id: int) -> str:
 def item_key(version: str, item_id: int) -> str:
     """Key of one item's packed feature row."""
     return f"{version_prefix(version)}i:{item_id}"
+
+
+def history_key(version: str, user_id: int) -> str:
+    """Key of one user's list of events since the snapshot."""
+    return f"{version_prefix(version)}h:{user_id}"
+
+
+def stream_key(version: str) -> str:
+    """Key of the capped stream of every event applied under `version`."""
+    return f"{version_prefix(version)}events"
+
+
+EVENT_FORMAT = struct.Struct("<qqd")  # item id, timestamp, rating (NaN = unrated)
+
+
+def pack_event(item_id: int, timestamp: int, rating: float | None) -> bytes:
+    """One history entry."""
+    return EVENT_FORMAT.pack(item_id, timestamp, math.nan if rating is None else rating)
+
+
+def unpack_event(raw: bytes) -> tuple[int, int, float | None]:
+    """(item id, timestamp, rating or None) of one history entry."""
+    item_id, timestamp, rating = EVENT_FORMAT.unpack(raw)
+    return item_id, timestamp, None if math.isnan(rating) else rating
 
 
 def version_pattern(version: str) -> str:

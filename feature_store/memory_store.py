@@ -1,11 +1,20 @@
-"""The embedded store: a feature snapshot held in process (FEATURE_STORE_MODE=parquet)."""
+"""The embedded store: a feature snapshot held in process (FEATURE_STORE_MODE=parquet).
+
+With `live` set (a `LiveUsers` following the event log), a user's row is the snapshot's row with
+the user's events since folded in.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data.snapshot import FeatureSnapshot
 from feature_store.base import FeatureRows
+
+if TYPE_CHECKING:
+    from feature_store.live_users import LiveUsers
 
 
 class MemoryFeatureStore:
@@ -21,6 +30,7 @@ class MemoryFeatureStore:
         self._item_lut, self._items = _dense_index(
             snapshot.item_ids, snapshot.item_matrix, snapshot.default_item
         )
+        self.live: LiveUsers | None = None
 
     @property
     def version(self) -> str:
@@ -37,21 +47,28 @@ class MemoryFeatureStore:
         """Item feature column order."""
         return self.snapshot.item_columns
 
+    def base_row(self, user_id: int) -> np.ndarray:
+        """The snapshot's row of a user (the default row for users it does not know)."""
+        return self._users[self._user_position(user_id)].copy()
+
+    def _user_position(self, user_id: int) -> int:
+        lut = self._user_lut
+        return int(lut[min(max(int(user_id), -1), len(lut) - 1)])
+
     def read(self, user_id: int, item_ids: np.ndarray) -> FeatureRows:
         """Rows for one user and N items; unknown ids get the snapshot's default rows."""
         ids = np.asarray(item_ids, dtype=np.int64)
         lut = self._item_lut
         rows = lut[np.clip(ids, -1, len(lut) - 1)]
-        lut = self._user_lut
-        user_row = int(lut[min(max(int(user_id), -1), len(lut) - 1)])
+        user_row = self._user_position(user_id)
         n_users, n_items = len(self._users) - 1, len(self._items) - 1
-        return FeatureRows(
-            self._users[user_row].copy(),
-            self._items[rows],
-            user_row != n_users,
-            rows != n_items,
-            self.backend,
-        )
+        user, user_found = self._users[user_row].copy(), user_row != n_users
+        if self.live is not None:
+            self.live.sync()
+            updated = self.live.row(int(user_id))
+            if updated is not None:
+                user, user_found = updated.copy(), True
+        return FeatureRows(user, self._items[rows], user_found, rows != n_items, self.backend)
 
 
 def _dense_index(

@@ -129,7 +129,7 @@ class RedisFeatureStore:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._call(make_client, self.settings)
+                    self._client = self.call(make_client, self.settings)
         return self._client
 
     @property
@@ -163,14 +163,14 @@ class RedisFeatureStore:
         return self._meta
 
     def _refresh_pointer(self) -> None:
-        raw = self._call(self.client.get, keys.ACTIVE_KEY)
+        raw = self.call(self.client.get, keys.ACTIVE_KEY)
         error: NoActiveVersion | VersionMismatch | None = None
         if raw is None:
             error = NoActiveVersion(f"no active feature version ({keys.ACTIVE_KEY} is missing)")
         else:
             version = raw.decode()
             if self._meta is None or self._meta.version != version:
-                raw_meta = self._call(self.client.get, keys.meta_key(version))
+                raw_meta = self.call(self.client.get, keys.meta_key(version))
                 if raw_meta is None:
                     error = NoActiveVersion(
                         f"active feature version {version} is stale: "
@@ -199,7 +199,7 @@ class RedisFeatureStore:
         item_prefix = prefix + "i:"
         names = [f"{prefix}u:{user_id}"]
         names += [item_prefix + str(i) for i in np.asarray(item_ids).tolist()]
-        values = self._call(self.client.mget, names)
+        values = self.call(self.client.mget, names)
         user_width = 4 * len(meta.user_columns)
         item_width = 4 * len(meta.item_columns)
         user_raw, item_raw = values[0], values[1:]
@@ -243,7 +243,7 @@ class RedisFeatureStore:
             )
         return FeatureRows(rows.user, rows.items, rows.user_ok, rows.items_ok, self.backend)
 
-    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run one Redis call, turning redis-py's errors into the store's."""
         try:
             return fn(*args)

@@ -12,6 +12,10 @@
 
 Callers never see a Redis error: every read returns complete rows, and `FeatureRows.backend`
 says who answered (``redis``, ``memory``, or ``redis+memory`` when some rows were patched).
+
+Events since the snapshot (POST /events): with an event log directory, the embedded store follows
+it (`LiveUsers`), so its rows and `user_events` include them; in Redis mode Redis holds the shared
+state (`RedisEvents`) and the local log is the fallback's.
 """
 
 from __future__ import annotations
@@ -26,15 +30,18 @@ from data.snapshot import FeatureSnapshot
 from feature_store import metrics
 from feature_store.base import FeatureRows
 from feature_store.circuit_breaker import CircuitBreaker, CircuitState
-from feature_store.config import RedisSettings
+from feature_store.config import EventSettings, RedisSettings
 from feature_store.errors import (
     FeatureStoreTimeout,
     FeatureStoreUnavailable,
     NoActiveVersion,
     VersionMismatch,
 )
+from feature_store.events import EventLogReader, RatingEvent
+from feature_store.live_users import LiveUsers, UserRowUpdater, known_events
 from feature_store.memory_store import MemoryFeatureStore
 from feature_store.metrics import FallbackReason
+from feature_store.redis_events import RedisEvents
 from feature_store.redis_store import RedisFeatureStore
 
 logger = logging.getLogger(__name__)
@@ -58,12 +65,14 @@ class ResilientFeatureStore:
         fallback: MemoryFeatureStore,
         primary: RedisFeatureStore | None = None,
         breaker: CircuitBreaker | None = None,
+        events: RedisEvents | None = None,
     ) -> None:
         if primary is not None and breaker is None:
             raise ValueError("a Redis primary needs a circuit breaker")
         self.fallback = fallback
         self.primary = primary
         self.breaker = breaker
+        self.events = events
         self.mode: Mode = "parquet" if primary is None else "redis"
         self.fallback_reads = 0
         self._last_backend = "memory" if primary is None else "redis"
@@ -98,6 +107,32 @@ class ResilientFeatureStore:
         reads.inc()
         self._last_backend = rows.backend
         return rows
+
+    def user_events(self, user_id: int) -> list[RatingEvent]:
+        """The user's events since the snapshot (Redis, else the local log); never raises."""
+        if self.events is not None and self.breaker is not None and self.breaker.allow():
+            try:
+                found = self.events.events_of(user_id)
+            except (FeatureStoreTimeout, FeatureStoreUnavailable) as exc:
+                self.breaker.record_failure()
+                self._count(
+                    FallbackReason.UNAVAILABLE, 1, "events of user %s from the local log: %s",
+                    user_id, exc,
+                )  # fmt: skip
+            except (NoActiveVersion, VersionMismatch) as exc:
+                self.breaker.record_success()
+                self._count(
+                    FallbackReason.NO_ACTIVE_VERSION, 1, "events of user %s from the local "
+                    "log: %s", user_id, exc,
+                )  # fmt: skip
+            else:
+                self.breaker.record_success()
+                return found
+        live = self.fallback.live
+        if live is None:
+            return []
+        live.sync()
+        return live.events_of(user_id)
 
     def status(self) -> dict[str, str]:
         """For /health: ``mode``, ``backend`` (who answered the last read), ``circuit``."""
@@ -205,7 +240,10 @@ def _log_transition(old: CircuitState, new: CircuitState) -> None:
 
 
 def build_feature_store(
-    mode: Mode, redis_settings: RedisSettings, snapshot: FeatureSnapshot
+    mode: Mode,
+    redis_settings: RedisSettings,
+    snapshot: FeatureSnapshot,
+    event_settings: EventSettings | None = None,
 ) -> ResilientFeatureStore:
     """The feature store for `mode`; nothing connects to Redis until the first read.
 
@@ -214,11 +252,22 @@ def build_feature_store(
         redis_settings: connection, timeouts and breaker thresholds.
         snapshot: the feature snapshot the models were trained with; it backs the embedded
             store, and its version is the one Redis must have active.
+        event_settings: the event log to follow (replayed now, then read before each read);
+            None serves the snapshot as it is.
 
     Raises:
         ValueError: an unknown mode.
     """
     memory = MemoryFeatureStore(snapshot)
+    updater = UserRowUpdater.from_snapshot(snapshot)
+    if event_settings is not None:
+        reader = EventLogReader(event_settings.dir)
+        memory.live = LiveUsers(memory.base_row, updater, known_events(snapshot), reader)
+        memory.live.sync()
+        logger.info(
+            "event log %s replayed: %d events of %d users",
+            event_settings.dir, memory.live.applied, memory.live.users,
+        )  # fmt: skip
     if mode == "parquet":
         return ResilientFeatureStore(memory)
     if mode != "redis":
@@ -229,4 +278,6 @@ def build_feature_store(
         on_transition=_log_transition,
     )
     primary = RedisFeatureStore(redis_settings, expected_version=snapshot.version)
-    return ResilientFeatureStore(memory, primary, breaker)
+    maxlen = (event_settings or EventSettings()).stream_maxlen
+    events = RedisEvents(primary, updater, memory.base_row, maxlen)
+    return ResilientFeatureStore(memory, primary, breaker, events)

@@ -4,13 +4,18 @@ It holds the trained towers, the item embeddings and their FAISS index, the id m
 histories it serves with (seen items to exclude, recent items pooled into the query). Queries of
 known users are computed once per history in numpy (`with_history`); a single `retrieve` call is
 then a row lookup, one FAISS search of k + (excluded items) and a filter.
+
+Events since the snapshot (`retrieve(..., live=events)`) change one request: their movies are
+excluded with the seen ones, and the query is computed again from the user's last `history_len`
+ratings, the events included; a user unknown to the snapshot who has events is a known user.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +23,9 @@ import pandas as pd
 from data.features import encode_demographics
 from models.retrieval import ItemIndex
 from models.two_tower import ItemInputs, TwoTowerConfig, TwoTowerModel, UserTowerArrays
+
+if TYPE_CHECKING:
+    from feature_store.events import RatingEvent
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +122,10 @@ class Retriever:
         recent = rank_from_end < n
         recent_ptr = np.searchsorted(owner[recent], np.arange(len(users) + 1))
         pooled = self.tower.pooled_history(item_rows[recent] + 1, recent_ptr)
+        # kept to merge with events: each user's recent rows and their timestamps (CSR)
+        self._recent_rows = item_rows[recent]
+        self._recent_ts = hist["timestamp"].to_numpy(np.int64)[recent]
+        self._recent_ptr = recent_ptr
         self._popular_query = self._popular(item_rows)
         user_pos, trained = _sorted_lookup(parts.user_ids, users)
         user_index = np.where(trained, user_pos + 1, 0)
@@ -170,6 +182,7 @@ class Retriever:
         exclude_item_ids: Iterable[int] = (),
         exclude_seen: bool = True,
         demographics: dict[str, str] | None = None,
+        live: Sequence[RatingEvent] = (),
     ) -> RetrievalResult:
         """Top-k items for one user.
 
@@ -179,15 +192,52 @@ class Retriever:
             exclude_item_ids: item ids never to return.
             exclude_seen: drop the items in the user's history.
             demographics: canonical demographics for a cold-start user (ignored for known users).
+            live: the user's events since the snapshot (their movies are seen; they join the
+                history the query is computed from).
 
         Returns:
             Item ids and scores, best first, and whether the cold-start path answered.
         """
         pos_arr, found_arr = _sorted_lookup(self._users, np.array([user_id], dtype=np.int64))
         pos, found = int(pos_arr[0]), bool(found_arr[0])
+        if live:
+            query, live_rows = self._live_query(user_id, pos, found, live)
+            excluded = self._exclusion(pos, found, exclude_seen, exclude_item_ids)
+            if exclude_seen:
+                excluded = np.union1d(excluded, live_rows)
+            return self._search(query, k, excluded, False)
         cold = not found  # users are known by a trained embedding or a history
         query = self._queries[pos : pos + 1] if found else self._cold_query(user_id, demographics)
         excluded = self._exclusion(pos, found, exclude_seen, exclude_item_ids)
+        return self._search(query, k, excluded, cold)
+
+    def _live_query(
+        self, user_id: int, pos: int, found: bool, live: Sequence[RatingEvent]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(1, D) query from the user's last `history_len` ratings, events included, and the
+        sorted catalog rows of the events' movies."""
+        items = np.array([e.item_id for e in live], dtype=np.int64)
+        stamps = np.array([e.timestamp for e in live], dtype=np.int64)
+        rows, in_catalog = _sorted_lookup(self.parts.item_ids, items)
+        rows, stamps = rows[in_catalog], stamps[in_catalog]
+        if found:
+            start, end = self._recent_ptr[pos], self._recent_ptr[pos + 1]
+            rows_all = np.concatenate([self._recent_rows[start:end], rows])
+            stamps_all = np.concatenate([self._recent_ts[start:end], stamps])
+        else:
+            rows_all, stamps_all = rows, stamps
+        order = np.lexsort((self.parts.item_ids[rows_all], stamps_all))
+        recent = rows_all[order][-self.config.history_len :]
+        pooled = self.tower.pooled_history(recent + 1, np.array([0, len(recent)]))
+        trained_pos, trained = _sorted_lookup(self.parts.user_ids, np.array([user_id]))
+        user_index = np.where(trained, trained_pos + 1, 0)
+        demo = self._stored_demographics(np.array([user_id], dtype=np.int64))
+        return self.tower.query(user_index, demo, pooled), np.unique(rows)
+
+    def _search(
+        self, query: np.ndarray, k: int, excluded: np.ndarray, cold: bool
+    ) -> RetrievalResult:
+        """The best `k` catalog rows for a (1, D) query, `excluded` (sorted rows) left out."""
         if self.parts.index.exact:
             return self._exact_top_k(query[0], k, excluded, cold)
         scores, rows = self.parts.index.search(query, k + len(excluded))

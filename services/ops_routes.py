@@ -82,8 +82,14 @@ async def health(request: Request) -> JSONResponse:
     store = await _ask_ranker("health")
     feature_store = store.get("feature_store", {})
     degraded = feature_store.get("mode") == "redis" and feature_store.get("circuit") != "closed"
+    events = _service().ingest.status()
+    degraded = degraded or bool(events.get("pending_redis"))
     return JSONResponse(
-        {"status": "degraded" if degraded else "ok", "feature_store": feature_store}
+        {
+            "status": "degraded" if degraded else "ok",
+            "feature_store": feature_store,
+            "events": events,
+        }
     )
 
 

@@ -53,7 +53,9 @@ class RankerService:
         settings = get_settings()
         self.ranker = artifacts.load_ranker(str(self.ranker_model.tag), settings.ranking)
         snapshot = artifacts.load_snapshot(str(self.snapshot_model.tag))
-        self.store = build_feature_store(settings.feature_store_mode, settings.redis, snapshot)
+        self.store = build_feature_store(
+            settings.feature_store_mode, settings.redis, snapshot, settings.events
+        )
         self.ranker.check_store(self.store)
         self.model_version = {
             "ranker": str(artifacts.get_model(str(self.ranker_model.tag)).tag),

@@ -4,8 +4,9 @@
 dependencies; with RECSYS_RETRIEVER_URL / RECSYS_RANKER_URL set (Kubernetes) they are reached by
 URL, so each bento deploys and scales on its own.
 
-Routes: POST /recommend (a BentoML API, validated by `RecommendRequest`), and the operational
-GET/POST routes (/health, /ready, /info, /drift/*) in a small Starlette app mounted beside it.
+Routes: POST /recommend and POST /events (BentoML APIs, validated by `RecommendRequest` and
+`EventsRequest`), and the operational GET/POST routes (/health, /ready, /info, /drift/*) in a
+small Starlette app mounted beside it.
 Unknown request fields are rejected (400) rather than ignored, so a misspelt `exclude_seen`
 cannot silently change behaviour.
 """
@@ -23,6 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models import artifacts
 from services.api_models import RecommendResponse
+from services.events import (
+    EventIn,
+    EventIngest,
+    EventsAccepted,
+    EventsRequest,
+)
 from services.ops_routes import MAX_BODY_BYTES, BodySizeLimit, ops_app
 from services.pipeline import REQUESTS, Catalog, RecommendationPipeline
 from services.ranker import RankerService
@@ -66,6 +73,7 @@ class RecommendationService:
         self.snapshot_labels = artifacts.get_model(self.snapshot_tag).info.labels
         self.feature_version = snapshot.version
         self.snapshot_metadata = snapshot.metadata
+        self.ingest = EventIngest(settings, snapshot)
         self.pipeline = RecommendationPipeline(
             stage(self, "retriever", settings.request_timeout_s),
             stage(self, "ranker", settings.request_timeout_s),
@@ -91,6 +99,15 @@ class RecommendationService:
             logger.warning("recommend failed: %s", exc)
             raise ServiceUnavailable(str(exc)) from exc
 
+    @bentoml.api(input_spec=EventsRequest, route="/events")
+    async def events(self, events: list[EventIn]) -> EventsAccepted:
+        """Ratings given since training; the next /recommend of each user knows them.
+
+        All-or-nothing: one bad event (unknown movie, rating out of 0.5..5, a timestamp in the
+        future, a missing or mistyped field) rejects the call with 400 naming it.
+        """
+        return EventsAccepted(accepted=self.ingest.accept(events))
+
     def info(self) -> dict[str, Any]:
         """Model tags, feature version, dataset fingerprint and the configuration in force."""
         config = self.settings.model_dump(mode="json")
@@ -104,6 +121,7 @@ class RecommendationService:
             "dataset": self.snapshot_metadata.get("dataset_format"),
             "dataset_fingerprint": self.snapshot_metadata.get("dataset_fingerprint"),
             "max_body_bytes": MAX_BODY_BYTES,
+            "events": self.ingest.status(),
             "config": config,
         }
 

@@ -2,7 +2,8 @@
 
 A thin shell: it declares the `two-tower` and `feature-snapshot` models (tags from Settings, so a
 bento freezes exact versions), loads the retriever with the snapshot's user histories and
-delegates to `models.retriever.Retriever`.
+delegates to `models.retriever.Retriever`. Each request also reads the user's events since the
+snapshot (POST /events) from the feature store: Redis in redis mode, else the event log.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import bentoml
 from bentoml.models import BentoModel
 from pydantic import Field
 
+from feature_store.resilient import build_feature_store
 from models import artifacts
 from services.api_models import RetrieveResponse
 from services.settings import DEPENDENCY_CONNECTION, get_settings
@@ -43,9 +45,13 @@ class RetrieverService:
     snapshot_model = BentoModel(get_settings().artifacts.snapshot_tag)
 
     def __init__(self) -> None:
+        settings = get_settings()
         snapshot = artifacts.load_snapshot(str(self.snapshot_model.tag))
         tag = str(self.two_tower_model.tag)
         self.retriever = artifacts.load_two_tower(tag, snapshot.history)
+        self.store = build_feature_store(
+            settings.feature_store_mode, settings.redis, snapshot, settings.events
+        )
         self.model_version = {
             "two_tower": str(artifacts.get_model(tag).tag),
             "feature_version": snapshot.version,
@@ -75,7 +81,8 @@ class RetrieverService:
             exclude_item_ids: item ids never to return.
             exclude_seen: drop the items the user has rated.
         """
-        result = self.retriever.retrieve(user_id, k, exclude_item_ids, exclude_seen)
+        live = self.store.user_events(user_id)
+        result = self.retriever.retrieve(user_id, k, exclude_item_ids, exclude_seen, live=live)
         return RetrieveResponse(
             item_ids=result.item_ids.tolist(),
             scores=result.scores.tolist(),

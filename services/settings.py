@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from feature_store.config import RedisSettings
+from feature_store.config import EventSettings, RedisSettings
 from models.config import RankingSettings, RetrievalSettings
 from monitoring.config import DriftSettings
 
@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     ranker_url: str | None = None
     """URL of a separately deployed RankerService; unset = run it as BentoML composes it."""
     redis: RedisSettings = RedisSettings()
+    events: EventSettings = EventSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     ranking: RankingSettings = RankingSettings()
     drift: DriftSettings = DriftSettings()

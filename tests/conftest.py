@@ -111,7 +111,11 @@ def served_client(
         import_path: str, tags: Mapping[str, str], env: Mapping[str, str] | None = None
     ) -> Iterator[httpx.Client]:
         logs = tmp_path_factory.mktemp("serve")
-        extra_env = {**pinned_artifacts_env(tags), **(env or {})}
+        extra_env = {
+            "RECSYS_EVENTS__DIR": str(logs / "events"),  # each served service its own event log
+            **pinned_artifacts_env(tags),
+            **(env or {}),
+        }
         with (
             serve(import_path, extra_env=extra_env, log_dir=logs) as served,
             httpx.Client(base_url=served.url, timeout=30) as http,

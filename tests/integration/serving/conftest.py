@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -70,12 +71,35 @@ def service_env(
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
-def client(trained_models: TrainReport, service_env: dict[str, str]) -> Iterator[TestClient]:
-    """The RecommendationService ASGI app, dependencies composed in process."""
+@contextmanager
+def in_process_service(events_dir: Path) -> Iterator[TestClient]:
+    """A new RecommendationService instance (stages composed in process) with its event log."""
     from services.recommendation import RecommendationService
+    from services.settings import get_settings
 
-    with TestClient(RecommendationService.to_asgi(), raise_server_exceptions=False) as test_client:
+    saved = os.environ.get("RECSYS_EVENTS__DIR")
+    os.environ["RECSYS_EVENTS__DIR"] = str(events_dir)
+    get_settings.cache_clear()
+    try:
+        app = RecommendationService.to_asgi()
+        with TestClient(app, raise_server_exceptions=False) as test_client:
+            yield test_client
+    finally:
+        if saved is None:
+            os.environ.pop("RECSYS_EVENTS__DIR", None)
+        else:
+            os.environ["RECSYS_EVENTS__DIR"] = saved
+        get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def client(
+    trained_models: TrainReport,
+    service_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[TestClient]:
+    """The RecommendationService ASGI app, dependencies composed in process."""
+    with in_process_service(tmp_path_factory.mktemp("events")) as test_client:
         yield test_client
 
 
