@@ -4,7 +4,7 @@
 (`UserRowUpdater.fold`, the same fold as the embedded store), appends to the user's ``h:`` list
 and to the capped ``events`` stream. The rows are read under WATCH and everything is written in
 one MULTI/EXEC: two replicas folding events of one user at once cannot lose an update (the
-loser retries with the winner's row). `events_of(user)` is one LRANGE; `read_stream()` pages
+loser retries with the winner's row). `events_of(user)` is one LRANGE; `read_stream(store)` pages
 through the stream for `recsys train --events`.
 """
 
@@ -121,22 +121,23 @@ class RedisEvents:
         events.sort(key=lambda e: (e.timestamp, e.item_id))
         return events
 
-    def read_stream(self, version: str | None = None) -> list[RatingEvent]:
-        """Every event still in the stream of `version` (default: the active one)."""
-        version = version or self.store.active_meta().version
-        key, start, out = keys.stream_key(version), "-", []
-        while True:
-            page = self.store.call(self.store.client.xrange, key, start, "+", STREAM_PAGE)
-            for _, fields in page:
-                rating = fields.get(b"r")
-                out.append(
-                    RatingEvent(
-                        int(fields[b"u"]),
-                        int(fields[b"i"]),
-                        None if rating is None else float(rating),
-                        int(fields[b"t"]),
-                    )
+
+def read_stream(store: RedisFeatureStore, version: str | None = None) -> list[RatingEvent]:
+    """Every event still in the stream of `version` (default: the active one)."""
+    version = version or store.active_meta().version
+    key, start, out = keys.stream_key(version), "-", []
+    while True:
+        page = store.call(store.client.xrange, key, start, "+", STREAM_PAGE)
+        for _, fields in page:
+            rating = fields.get(b"r")
+            out.append(
+                RatingEvent(
+                    int(fields[b"u"]),
+                    int(fields[b"i"]),
+                    None if rating is None else float(rating),
+                    int(fields[b"t"]),
                 )
-            if len(page) < STREAM_PAGE:
-                return out
-            start = "(" + page[-1][0].decode()
+            )
+        if len(page) < STREAM_PAGE:
+            return out
+        start = "(" + page[-1][0].decode()

@@ -35,12 +35,14 @@ from data.movielens import load_movielens
 from data.schema import Dataset
 from data.snapshot import FeatureSnapshot
 from data.split import Split, Windows, recipe_windows, temporal_split
+from feature_store.event_sources import merge_events
 from feature_store.memory_store import MemoryFeatureStore
 from models import artifacts
 from models.baselines import EASERecommender, PopularRecommender, tune_ease
 from models.evaluation import evaluate_recommender
 
 if TYPE_CHECKING:
+    from feature_store.events import RatingEvent
     from models.ranker import Ranker
     from models.retriever import Retriever
     from models.two_stage import TwoStageRecommender
@@ -181,6 +183,7 @@ def train_all(
     stages: tuple[str, ...] = ("retrieval", "ranking"),
     quick: bool = False,
     progress: bool = True,
+    events: list[RatingEvent] | None = None,
 ) -> TrainReport:
     """Train for deployment on all of `data_dir` and store every artifact (`recsys train`).
 
@@ -194,6 +197,8 @@ def train_all(
         stages: "retrieval" alone, or "retrieval" and "ranking" (ranking needs a retriever).
         quick: small models and few epochs (tests and smoke runs), not for real use.
         progress: show progress bars.
+        events: ratings the service received since (`recsys train --events`), merged into the
+            data: deduplicated by user, item and timestamp (see `merge_events`).
 
     Returns:
         The stored tags, validation metrics of every model, and timings.
@@ -201,6 +206,9 @@ def train_all(
     report = TrainReport()
     with _Timer(report, "load"):
         dataset = load_movielens(data_dir)
+        if events is not None:
+            dataset, added = merge_events(dataset, events)
+            report.info["events"] = {"given": len(events), "merged": added}
         windows = recipe_windows(dataset.interactions)
     fingerprint = dataset_fingerprint(dataset)
     report.info.update(

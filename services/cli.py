@@ -33,6 +33,8 @@ app.add_typer(features_app, name="features")
 app.add_typer(drift_app, name="drift")
 app.add_typer(bench_app, name="bench")
 app.add_typer(helm_app, name="helm")
+events_app = typer.Typer(help="Events the service received (POST /events).")
+app.add_typer(events_app, name="events")
 
 console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
@@ -282,8 +284,13 @@ def train(
     if_missing: Annotated[
         bool, typer.Option("--if-missing", help="Do nothing when trained models exist.")
     ] = False,
+    events: Annotated[
+        str | None,
+        typer.Option(help="Merge served events: an event log directory or a redis:// URL."),
+    ] = None,
 ) -> None:
     """Train the deployable models on all the data and store them (the backtest: `evaluate`)."""
+    from feature_store.event_sources import load_events
     from models.train import models_exist, train_all
 
     settings = get_settings()
@@ -294,11 +301,33 @@ def train(
         return
     stages = (stage,) if stage else ("retrieval", "ranking")
     try:
-        report = train_all(resolve_data_dir(settings, data_dir), settings.seed, stages)
+        given = None if events is None else load_events(events, settings.redis)
+        report = train_all(resolve_data_dir(settings, data_dir), settings.seed, stages,
+                           events=given)  # fmt: skip
     except RecsysError as exc:
         raise _fail(exc) from exc
     console.print({"validation": report.metrics, "tags": report.tags, **report.info})
     console.print(f"seconds: {report.seconds}; total {sum(report.seconds.values()):.1f}")
+
+
+@events_app.command("export")
+def events_export(
+    source: Annotated[
+        str | None,
+        typer.Option(help="Event log directory or redis:// URL (default: RECSYS_EVENTS__DIR)."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="The ratings.csv to write.")] = Path("ratings.csv"),
+) -> None:
+    """Write the received events as a MovieLens (ml-latest) ratings.csv."""
+    from feature_store.event_sources import export_ratings, load_events
+
+    settings = get_settings()
+    try:
+        events = load_events(source or str(settings.events.dir), settings.redis)
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    written, unrated = export_ratings(events, out)
+    console.print(f"wrote {written} ratings to {out} ({unrated} unrated events left out)")
 
 
 @app.command()
