@@ -69,6 +69,8 @@ def pytest_configure(config: pytest.Config) -> None:
     Set before any test module imports bentoml, which reads BENTOML_HOME once.
     """
     os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="recsys-test-bentoml-")
+    # ... and its own event log: nothing a test posts (or a user posted) leaks across.
+    os.environ["RECSYS_EVENTS__DIR"] = tempfile.mkdtemp(prefix="recsys-test-events-")
 
 
 ARTIFACT_ENV = {

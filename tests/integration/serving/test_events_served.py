@@ -7,6 +7,7 @@ plain Redis client finds in the stream afterwards.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -23,6 +24,8 @@ from models.train import TrainReport
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SERVICE = "services.recommendation:RecommendationService"
+# 100 in `make test`; the 1,000: FRESHNESS_TRIALS=1000 pytest tests/.../test_events_served.py
+TRIALS = int(os.environ.get("FRESHNESS_TRIALS", "100"))
 Serve = Callable[..., AbstractContextManager[httpx.Client]]
 
 
@@ -62,7 +65,7 @@ def test_events_survive_a_restart(
     users = [int(u) for u in history["user_id"].drop_duplicates().iloc[-40:-20]]
     newcomer = 80_000_001
     with served_client(SERVICE, trained_models.tags, env) as http:
-        rated = _freshness_trials(http, http, users, 100)
+        rated = _freshness_trials(http, http, users, TRIALS)
         first, cold = _top(http, newcomer)
         assert cold
         _post(http, [{"user_id": newcomer, "item_id": item, "rating": 5} for item in first[:3]])
@@ -125,7 +128,7 @@ def test_two_replicas_share_redis_and_redis_death_loses_nothing(
         served_client(SERVICE, trained_models.tags, env_a) as a,
         served_client(SERVICE, trained_models.tags, env_b) as b,
     ):
-        rated = _freshness_trials(ask=b, tell=a, users=users, n=100)  # post to A, ask B
+        rated = _freshness_trials(ask=b, tell=a, users=users, n=TRIALS)  # post to A, ask B
         streamed = []
         for n in range(200):
             event = {"user_id": 81_000_000 + n % 7, "item_id": catalog[n % len(catalog)],
