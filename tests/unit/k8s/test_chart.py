@@ -222,8 +222,9 @@ def test_redis_connection_env(production_objects: Objects) -> None:
         env = env_of(
             pod_spec(one(production_objects, "Deployment", f"recsys-{component}"))["containers"][0]
         )
-        # serving reads the replicas; the password never sits in the manifest
-        assert env["REDIS_HOST"] == "recsys-redis-replicas"
+        # the stages read the replicas, POST /events writes the master; no password in manifests
+        writes = component == "recommendation"
+        assert env["REDIS_HOST"] == f"recsys-redis-{'master' if writes else 'replicas'}"
         assert env["REDIS_PORT"] == "6379"
         assert env["REDIS_PASSWORD"] == password
     job_env = env_of(
