@@ -24,7 +24,7 @@ from models.train import TrainReport
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SERVICE = "services.recommendation:RecommendationService"
-# 100 in `make test`; the 1,000: FRESHNESS_TRIALS=1000 pytest tests/.../test_events_served.py
+# 100 in `make test`; the 1,000: FRESHNESS_TRIALS=1000 pytest this_file
 TRIALS = int(os.environ.get("FRESHNESS_TRIALS", "100"))
 Serve = Callable[..., AbstractContextManager[httpx.Client]]
 

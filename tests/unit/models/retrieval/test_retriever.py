@@ -120,3 +120,35 @@ def test_cold_item_recall_counts_only_items_unseen_in_training(
     )
     assert recall == pytest.approx(found / pairs)
     assert cold_item_recall(retriever, synth_split.test, synth_split.test) == (0.0, 0)
+
+
+def test_live_events_answer_as_a_history_rebuilt_with_them(
+    retriever: Retriever, synth_split: Split
+) -> None:
+    """`retrieve(live=events)` equals a retriever whose served history holds the events."""
+    from feature_store.events import RatingEvent
+
+    test = synth_split.test.sort_values(["user_id", "timestamp", "item_id"])
+    users = [*test["user_id"].drop_duplicates().iloc[:12].tolist(), 99_000_001]
+    new_rows = []
+    for n, user in enumerate(users):
+        rows = test[test["user_id"] == user].head(3)
+        if rows.empty:  # the new user: three movies of someone else's test window
+            rows = test.head(3).assign(user_id=user)
+        new_rows.append(rows.assign(timestamp=rows["timestamp"] + n))
+    events_frame = pd.concat(new_rows)
+    rebuilt = retriever.with_history(pd.concat([synth_split.train, events_frame]))
+    for user in users:
+        mine = events_frame[events_frame["user_id"] == user]
+        live = [
+            RatingEvent(int(u), int(i), float(r), int(t))
+            for u, i, r, t in mine[["user_id", "item_id", "rating", "timestamp"]].itertuples(
+                index=False
+            )
+        ]
+        got = retriever.retrieve(int(user), 50, live=live)
+        expected = rebuilt.retrieve(int(user), 50)
+        assert not got.cold_start
+        assert not set(got.item_ids.tolist()) & set(mine["item_id"].tolist())
+        np.testing.assert_array_equal(got.item_ids, expected.item_ids)
+        np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-5, atol=1e-6)
