@@ -506,6 +506,47 @@ def recommend(
         raise _fail(RecsysError(str(exc))) from exc
 
 
+@app.command()
+def replay(
+    test: Annotated[Path, typer.Option(help="Held-out ratings (`data split`'s test.csv).")],
+    url: Annotated[str, typer.Option(help="Base URL of the served service.")] = (
+        "http://127.0.0.1:3000"
+    ),
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Top-k cut-off.")] = 10,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N rows in time order.")] = None,
+    users: Annotated[int | None, typer.Option(min=1, help="Only the N lowest user ids.")] = None,
+    mode: Annotated[str, typer.Option(help="both (frozen, then applied), applied, frozen.")] = (
+        "both"
+    ),
+    out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Replay held-out ratings in time order: /recommend each, then (applied) post the rating."""
+    from services.replay import load_rows, parse_modes
+    from services.replay import replay as run
+
+    try:
+        report = run(url, load_rows(test, limit=limit, users=users), k=k, modes=parse_modes(mode))
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    title = f"replay of {report.rows} ratings, {report.users} users ({report.selection})"
+    _print_rows(title, *report.table())
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report.to_json(), indent=2))
+        console.print(f"wrote {out}")
+
+
+def _print_rows(title: str, header: list[str], rows: list[list[str]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for n, column in enumerate(header):
+        table.add_column(column, justify="left" if n == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 # --- serving benchmarks and load tests (issue 6) ------------------------------------------------
 
 
@@ -534,6 +575,41 @@ def bench_service(
     _print_comparison(result)
 
 
+@bench_app.command("events")
+def bench_events(
+    calls: Annotated[int, typer.Option(help="Timed one-event calls, sequential.")] = 2000,
+    clients: Annotated[int, typer.Option(help="Concurrent clients posting batches.")] = 16,
+    batch: Annotated[int, typer.Option(help="Events per concurrent call.")] = 10,
+    duration: Annotated[float, typer.Option(help="Seconds of concurrent posting.")] = 5,
+    trials: Annotated[int, typer.Option(help="Freshness trials.")] = 1000,
+) -> None:
+    """Serve the API with a fresh event log; time POST /events, count lost events, freshness."""
+    from models.artifacts import load_snapshot
+    from services.bench_events import bench_events as run
+
+    try:
+        snapshot = load_snapshot(get_settings().artifacts.snapshot_tag)
+        users, items = snapshot.user_ids.tolist(), snapshot.item_ids.tolist()
+        r = run(
+            users,
+            items,
+            calls=calls,
+            clients=clients,
+            batch=batch,
+            duration_s=duration,
+            trials=trials,
+        )
+    except RecsysError as exc:
+        raise _fail(exc) from exc
+    _print_rows(
+        "POST /events, served RecommendationService", ["figure", "value", "target"], r.rows()
+    )
+    if r.first_error:
+        console.print(f"first error: {r.first_error}")
+    load = ", ".join(f"{x:.2f}" for x in r.load_average)
+    console.print(f"start to ready {r.start_s:.1f} s; load average {load} on {r.cores} cores")
+
+
 def _snapshot_users() -> list[int]:
     from models.artifacts import load_snapshot
 
@@ -558,11 +634,11 @@ def _print_comparison(result: Any) -> None:
 
 @bench_app.command("all")
 def bench_all() -> None:
-    """Run every in-process benchmark (features, ranking, retrieval, ...), then `bench service`."""
+    """Run every in-process benchmark (features, ranking, ...), `bench service`, `bench events`."""
     failed = []
     for command in bench_app.registered_commands:
         name = command.name or ""
-        if name in ("all", "service") or command.callback is None:
+        if name in ("all", "service", "events") or command.callback is None:
             continue
         console.rule(f"recsys bench {name}")
         try:
@@ -572,6 +648,12 @@ def bench_all() -> None:
                 failed.append(name)
     console.rule("recsys bench service")
     bench_service()
+    console.rule("recsys bench events")
+    try:
+        bench_events()
+    except typer.Exit as exc:
+        if exc.exit_code:
+            failed.append("events")
     if failed:
         raise _fail(RecsysError(f"benchmarks failed: {', '.join(failed)}"))
 
