@@ -582,13 +582,24 @@ def bench_events(
     batch: Annotated[int, typer.Option(help="Events per concurrent call.")] = 10,
     duration: Annotated[float, typer.Option(help="Seconds of concurrent posting.")] = 5,
     trials: Annotated[int, typer.Option(help="Freshness trials.")] = 1000,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(help="Serve in redis mode on this Redis (the snapshot is materialized)."),
+    ] = None,
 ) -> None:
     """Serve the API with a fresh event log; time POST /events, count lost events, freshness."""
+    from feature_store.config import RedisSettings
+    from feature_store.materialize import materialize
     from models.artifacts import load_snapshot
     from services.bench_events import bench_events as run
 
+    settings = get_settings()
     try:
-        snapshot = load_snapshot(get_settings().artifacts.snapshot_tag)
+        snapshot = load_snapshot(settings.artifacts.snapshot_tag)
+        env = {}
+        if redis_url is not None:
+            materialize(snapshot, RedisSettings(url=redis_url))
+            env = {"FEATURE_STORE_MODE": "redis", "REDIS_URL": redis_url}
         users, items = snapshot.user_ids.tolist(), snapshot.item_ids.tolist()
         r = run(
             users,
@@ -598,6 +609,7 @@ def bench_events(
             batch=batch,
             duration_s=duration,
             trials=trials,
+            extra_env=env,
         )
     except RecsysError as exc:
         raise _fail(exc) from exc
