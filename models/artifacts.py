@@ -7,6 +7,8 @@ Models (each a versioned BentoML model; tags come from Settings, `:latest` in de
 - ``two-tower``: tower state_dict, config, item embeddings, FAISS index and id maps.
 - ``ranker``: the XGBoost booster as JSON plus the ordered feature list.
 - ``drift-reference``: baseline statistics and a parquet sample of the ranker's training features.
+- ``source-item-knn``, ``source-content``, ``source-popularity``: the other candidate sources'
+  tables (`.npy` arrays plus ``params.json``; see `models.candidates`).
 
 Every model's metadata carries ``schema_version`` and the feature-snapshot ``feature_version``
 it was built with. Formats are pickle-free.
@@ -32,6 +34,11 @@ SNAPSHOT_MODEL = "feature-snapshot"
 TWO_TOWER_MODEL = "two-tower"
 RANKER_MODEL = "ranker"
 DRIFT_REFERENCE_MODEL = "drift-reference"
+SOURCE_MODELS = {
+    "item_knn": "source-item-knn",
+    "content": "source-content",
+    "popularity": "source-popularity",
+}
 SCHEMA_VERSION = 1
 
 
@@ -101,6 +108,53 @@ def load_snapshot(tag: str = f"{SNAPSHOT_MODEL}:latest") -> FeatureSnapshot:
     model = get_model(tag)
     check_schema(model)
     return FeatureSnapshot.read(Path(model.path) / "snapshot")
+
+
+# --- candidate sources besides the two-tower model --------------------------------------------
+
+
+def save_source(
+    kind: str,
+    arrays: dict[str, Any],
+    params: dict[str, Any],
+    metadata: dict[str, Any],
+    labels: dict[str, str] | None = None,
+) -> str:
+    """Store one candidate source's tables as a new model of `SOURCE_MODELS[kind]`.
+
+    Files: one ``.npy`` per array and ``params.json``; no pickles.
+    """
+    import json
+
+    import numpy as np
+
+    extra = {k: v for k, v in metadata.items() if k != "feature_version"}
+    meta = base_metadata(str(metadata.get("feature_version", "unknown")), **extra)
+    with bentoml.models.create(SOURCE_MODELS[kind], labels=labels, metadata=meta) as model:
+        root = Path(model.path)
+        (root / "params.json").write_text(json.dumps({"arrays": sorted(arrays), **params}))
+        for name, array in arrays.items():
+            np.save(root / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+    return str(model.tag)
+
+
+def load_source(tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The arrays and params of a stored candidate source."""
+    import json
+
+    import numpy as np
+
+    model = get_model(tag)
+    check_schema(model)
+    root = Path(model.path)
+    try:
+        params = json.loads((root / "params.json").read_text())
+        arrays = {
+            name: np.load(root / f"{name}.npy", allow_pickle=False) for name in params["arrays"]
+        }
+    except (OSError, ValueError, KeyError) as exc:
+        raise ArtifactError(tag, "params.json and the arrays it lists", repr(exc)) from exc
+    return arrays, params
 
 
 # --- two-tower retriever ----------------------------------------------------------------------

@@ -103,3 +103,32 @@ def evaluate_recommender(
         for start in range(0, len(users), batch_size)
     ]
     return ranking_metrics(np.concatenate(ranked, axis=0), relevant, n_catalog)
+
+
+def recall_at(model: BatchRecommender, heldout: pd.DataFrame, k: int) -> float:
+    """Mean Recall@k over the users of `heldout` (for candidate sets deeper than 100)."""
+    users, relevant = heldout_lists(heldout)
+    ranked, _ = model.recommend(users, k)
+    hits = [np.isin(np.unique(rel), ranked[u]).mean() for u, rel in enumerate(relevant)]
+    return float(np.mean(hits))
+
+
+def few_ratings_recall(
+    model: BatchRecommender,
+    heldout: pd.DataFrame,
+    train: pd.DataFrame,
+    below: int = 5,
+    k: int = EVAL_DEPTH,
+) -> tuple[float, int]:
+    """Recall@k over held-out (user, movie) pairs whose movie had fewer than `below` ratings in
+    `train`: can the model propose movies it knows little about? Returns (recall, pairs)."""
+    counts = train["item_id"].value_counts()
+    few = heldout[heldout["item_id"].map(counts).fillna(0) < below]
+    if few.empty:
+        return float("nan"), 0
+    users = np.unique(few["user_id"].to_numpy(np.int64))
+    ranked, _ = model.recommend(users, k)
+    row = np.searchsorted(users, few["user_id"].to_numpy(np.int64))
+    items = few["item_id"].to_numpy(np.int64)
+    hits = [items[n] in set(ranked[row[n]].tolist()) for n in range(len(few))]
+    return float(np.mean(hits)), len(few)

@@ -30,6 +30,7 @@ from data.features import DEMOGRAPHIC_COLUMNS, GENRE_SLUGS, ITEM_COLUMNS, USER_C
 from data.schema import AGE_BUCKETS
 from feature_store.base import FeatureRows, FeatureStore
 from models.config import RankingSettings
+from models.sources import SOURCE_FEATURES
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,12 @@ CROSS_FEATURES: tuple[str, ...] = (
     "pop_in_candidates",
     "item_trend",
 )
-FEATURE_NAMES: tuple[str, ...] = (*USER_FEATURES, *ITEM_FEATURES, *CROSS_FEATURES)
+FEATURE_NAMES: tuple[str, ...] = (
+    *USER_FEATURES,
+    *ITEM_FEATURES,
+    *CROSS_FEATURES,
+    *SOURCE_FEATURES,
+)
 N_GENDERS = 3  # codes 0 = unknown, 1 = M, 2 = F (data.features.encode_demographics)
 N_AGES = len(AGE_BUCKETS) + 1  # code 0 = unknown
 DEMO_SMOOTHING = 200.0  # pseudo-ratings at the global genre mix added to each demographic group
@@ -76,6 +82,7 @@ class RankResult:
             pairs by absolute value (XGBoost SHAP values); else None.
         features: (N, F) float32 matrix of every scored candidate (what drift monitoring sees).
         timings_ms: milliseconds spent reading features, assembling them and scoring.
+        positions: (k,) where each returned item was in the candidate list.
     """
 
     item_ids: np.ndarray
@@ -83,6 +90,7 @@ class RankResult:
     contributions: list[list[tuple[str, float]]] | None = None
     features: np.ndarray | None = None
     timings_ms: dict[str, float] | None = None
+    positions: np.ndarray | None = None
 
 
 def demographic_genre_lift(users: np.ndarray, user_columns: tuple[str, ...]) -> np.ndarray:
@@ -148,14 +156,20 @@ class FeatureAssembler:
         return g * N_AGES + a
 
     def assemble(
-        self, user: np.ndarray, items: np.ndarray, retrieval_scores: np.ndarray | None
+        self,
+        user: np.ndarray,
+        items: np.ndarray,
+        retrieval_scores: np.ndarray | None,
+        sources: np.ndarray | None = None,
     ) -> np.ndarray:
         """Features of N candidates for one user.
 
         Args:
             user: (Fu,) the user's row in the store's column order.
             items: (N, Fi) the candidates' rows in the store's column order.
-            retrieval_scores: (N,) first-stage scores in retrieval order, or None (missing).
+            retrieval_scores: (N,) two-tower scores in candidate order, or None (missing).
+            sources: (N, len(SOURCE_FEATURES)) each candidate's rank and score in each source
+                (`models.sources.source_features`), or None (missing).
 
         Returns:
             (N, len(FEATURE_NAMES)) float32, columns in `FEATURE_NAMES` order.
@@ -165,7 +179,9 @@ class FeatureAssembler:
         nu, ni = self._n_user, self._n_item
         out[:, :nu] = user[self._user_idx]
         out[:, nu : nu + ni] = items[:, self._item_idx]
-        cross = out[:, nu + ni :]  # (N, C) view
+        nc = len(CROSS_FEATURES)
+        cross = out[:, nu + ni : nu + ni + nc]  # (N, C) view
+        out[:, nu + ni + nc :] = np.nan if sources is None else sources
         u, i = self._u, self._i
 
         if retrieval_scores is None:
@@ -231,9 +247,14 @@ class Ranker:
             "demo_lift": self.assembler.demo_lift.tolist(),
         }
 
-    def features(self, rows: FeatureRows, retrieval_scores: np.ndarray | None) -> np.ndarray:
+    def features(
+        self,
+        rows: FeatureRows,
+        retrieval_scores: np.ndarray | None,
+        sources: np.ndarray | None = None,
+    ) -> np.ndarray:
         """(N, F) matrix for one request's feature rows."""
-        return self.assembler.assemble(rows.user, rows.items, retrieval_scores)
+        return self.assembler.assemble(rows.user, rows.items, retrieval_scores, sources)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """(N,) margins for an (N, F) matrix (inplace_predict, no DMatrix)."""
@@ -261,6 +282,7 @@ class Ranker:
         store: FeatureStore,
         k: int = 10,
         explain: bool = False,
+        sources: np.ndarray | None = None,
     ) -> RankResult:
         """Score `item_ids` for `user_id` and return the best `k`.
 
@@ -271,12 +293,13 @@ class Ranker:
             store: where feature rows come from (column order must match training).
             k: how many to return (at most N).
             explain: also return the top three feature contributions per returned item.
+            sources: (N, len(SOURCE_FEATURES)) candidate-source features, or None.
         """
         start = time.perf_counter()
         item_ids = np.asarray(item_ids, dtype=np.int64)
         rows = store.read(int(user_id), item_ids)
         read = time.perf_counter()
-        features = self.features(rows, retrieval_scores)
+        features = self.features(rows, retrieval_scores, sources)
         assembled = time.perf_counter()
         scores = self.score(features)
         top = np.argsort(-scores, kind="stable")[: max(k, 0)]
@@ -286,7 +309,7 @@ class Ranker:
             "read": (read - start) * 1e3,
             "ranking": (time.perf_counter() - assembled) * 1e3,
         }
-        return RankResult(item_ids[top], scores[top], explained, features, timings)
+        return RankResult(item_ids[top], scores[top], explained, features, timings, top)
 
     def _top_contributions(self, features: np.ndarray) -> list[list[tuple[str, float]]]:
         contrib = self.contributions(features)[:, :-1]  # drop the bias column

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.candidates import CandidateGenerator
 from models.config import RetrievalSettings
 from models.retrieval import build_index, flat_index, index_recall, sample_queries
 from models.retriever import Retriever, RetrieverParts
@@ -114,6 +115,27 @@ def bench_catalog(retriever: Retriever, calls: int, case: str, seed: int = 0) ->
                           info.recall_at_100, info.build_seconds, size)  # fmt: skip
 
 
+def bench_fused(
+    generator: CandidateGenerator, calls: int, case: str, seed: int = 0
+) -> RetrievalBench:
+    """Time `generate(user)` of random known users: every source in force, fused."""
+    retriever = generator.retriever
+    rng = np.random.default_rng(seed)
+    users = rng.choice(retriever.parts.user_ids, size=calls)
+    for user_id in users[:100]:  # warm-up
+        generator.generate(int(user_id))
+    times = []
+    for user_id in users:
+        start = time.perf_counter()
+        generator.generate(int(user_id))
+        times.append(time.perf_counter() - start)
+    p50, p99 = _percentiles(times)
+    info = retriever.parts.index.info
+    params = {"sources": ",".join(generator.names), "fused_max": generator.fused_max}
+    return RetrievalBench(case, info.n_items, info.kind, params, calls, p50, p99,
+                          info.recall_at_100, info.build_seconds, 0.0)  # fmt: skip
+
+
 def clustered_catalog(n_items: int, dim: int, seed: int = 0, clusters: int = 1_000) -> np.ndarray:
     """(n_items, dim) float32 unit vectors drawn around `clusters` random centres."""
     rng = np.random.default_rng(seed)
@@ -179,17 +201,29 @@ def bench_retrieval(
     dim: int = 64,
     model_tag: str | None = None,
     snapshot_tag: str | None = None,
+    source_tags: dict[str, str] | None = None,
 ) -> list[RetrievalBench]:
-    """Run both cases (the large one is skipped when `large_items` is 0)."""
+    """Run both cases (the large one is skipped when `large_items` is 0); with stored models,
+    also the fused candidates of every source in force (`source_tags`: kind -> tag)."""
+    fused: RetrievalBench | None = None
     if model_tag and snapshot_tag:
-        from models.artifacts import load_snapshot, load_two_tower
+        from models.artifacts import load_snapshot, load_source, load_two_tower
+        from models.candidates import kinds_for, sources_from_models
 
         retriever = load_two_tower(model_tag, load_snapshot(snapshot_tag).history)
         case = f"stored {model_tag}"
+        quotas = settings.source_quotas()
+        stored = {kind: load_source((source_tags or {})[kind]) for kind in kinds_for(quotas)}
+        generator = CandidateGenerator(
+            retriever, sources_from_models(stored), quotas, settings.fused_max
+        )
+        fused = bench_fused(generator, calls, f"{case}, fused sources")
     else:
         retriever = synthetic_retriever(ML1M_USERS, ML1M_ITEMS, ML1M_RATINGS, settings)
         case = "ML-1M size (generated)"
     rows = [bench_reference(calls), bench_catalog(retriever, calls, case)]
+    if fused is not None:
+        rows.append(fused)
     if large_items:
         rows.append(bench_large(large_items, dim, settings, min(calls, 2_000)))
     return rows

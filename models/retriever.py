@@ -22,6 +22,7 @@ import pandas as pd
 
 from data.features import encode_demographics
 from models.retrieval import ItemIndex
+from models.sources import UserContext
 from models.two_tower import ItemInputs, TwoTowerConfig, TwoTowerModel, UserTowerArrays
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 POPULAR_QUERY_ITEMS = 50  # cold users without demographics: mean of the most popular items
+CONTEXT_ROWS = 100  # latest ratings per user kept for the other candidate sources
 DEMOGRAPHIC_KEYS = ("age_bucket", "gender", "occupation", "zip_code")
 
 
@@ -40,6 +42,15 @@ class RetrievalResult:
     item_ids: np.ndarray  # (n,) int64 MovieLens ids, n <= k
     scores: np.ndarray  # (n,) float32 inner products
     cold_start: bool  # the user had no history and no trained embedding
+
+
+@dataclass(frozen=True)
+class UserState:
+    """What one request knows about a user (see `Retriever.user_state`)."""
+
+    query: np.ndarray  # (1, D) float32 unit-norm user-tower output
+    cold: bool  # no history and no trained embedding: the cold-start query answered
+    context: UserContext  # recent rows (oldest first) and sorted rows to exclude
 
 
 @dataclass(frozen=True)
@@ -122,10 +133,12 @@ class Retriever:
         recent = rank_from_end < n
         recent_ptr = np.searchsorted(owner[recent], np.arange(len(users) + 1))
         pooled = self.tower.pooled_history(item_rows[recent] + 1, recent_ptr)
-        # kept to merge with events: each user's recent rows and their timestamps (CSR)
-        self._recent_rows = item_rows[recent]
-        self._recent_ts = hist["timestamp"].to_numpy(np.int64)[recent]
-        self._recent_ptr = recent_ptr
+        # Each user's last CONTEXT_ROWS ratings, oldest first, with their timestamps (CSR): what
+        # the other candidate sources read, and what events are merged with.
+        context = rank_from_end < max(n, CONTEXT_ROWS)
+        self._context_rows = item_rows[context]
+        self._context_ts = hist["timestamp"].to_numpy(np.int64)[context]
+        self._context_ptr = np.searchsorted(owner[context], np.arange(len(users) + 1))
         self._popular_query = self._popular(item_rows)
         user_pos, trained = _sorted_lookup(parts.user_ids, users)
         user_index = np.where(trained, user_pos + 1, 0)
@@ -175,6 +188,55 @@ class Retriever:
         rows, found = _sorted_lookup(self.parts.item_ids, extra)
         return np.union1d(seen, rows[found])
 
+    def user_state(
+        self,
+        user_id: int,
+        exclude_item_ids: Iterable[int] = (),
+        exclude_seen: bool = True,
+        demographics: dict[str, str] | None = None,
+        live: Sequence[RatingEvent] = (),
+    ) -> UserState:
+        """What one request knows about a user: the query, recent rows, rows to exclude.
+
+        Args:
+            user_id: MovieLens user id; unknown users get a cold-start query.
+            exclude_item_ids: item ids never to return.
+            exclude_seen: drop the items in the user's history.
+            demographics: canonical demographics for a cold-start user (ignored for known users).
+            live: the user's events since the snapshot (their movies are seen; they join the
+                history the query is computed from).
+        """
+        pos_arr, found_arr = _sorted_lookup(self._users, np.array([user_id], dtype=np.int64))
+        pos, found = int(pos_arr[0]), bool(found_arr[0])
+        excluded = self._exclusion(pos, found, exclude_seen, exclude_item_ids)
+        start, end = (self._context_ptr[pos], self._context_ptr[pos + 1]) if found else (0, 0)
+        recent, stamps = self._context_rows[start:end], self._context_ts[start:end]
+        if not live:
+            cold = not found  # users are known by a trained embedding or a history
+            query = (
+                self._queries[pos : pos + 1] if found else self._cold_query(user_id, demographics)
+            )
+            return UserState(query, cold, UserContext(recent, excluded))
+        items = np.array([e.item_id for e in live], dtype=np.int64)
+        live_ts = np.array([e.timestamp for e in live], dtype=np.int64)
+        rows, in_catalog = _sorted_lookup(self.parts.item_ids, items)
+        rows, live_ts = rows[in_catalog], live_ts[in_catalog]
+        merged, merged_ts = np.concatenate([recent, rows]), np.concatenate([stamps, live_ts])
+        order = np.lexsort((self.parts.item_ids[merged], merged_ts))
+        merged = merged[order][-max(self.config.history_len, CONTEXT_ROWS) :]
+        query = self._query_from(user_id, merged[-self.config.history_len :])
+        if exclude_seen:
+            excluded = np.union1d(excluded, rows)
+        return UserState(query, False, UserContext(merged, excluded))
+
+    def _query_from(self, user_id: int, recent: np.ndarray) -> np.ndarray:
+        """(1, D) query of a user whose last ratings are the catalog rows `recent`."""
+        pooled = self.tower.pooled_history(recent + 1, np.array([0, len(recent)]))
+        trained_pos, trained = _sorted_lookup(self.parts.user_ids, np.array([user_id]))
+        user_index = np.where(trained, trained_pos + 1, 0)
+        demo = self._stored_demographics(np.array([user_id], dtype=np.int64))
+        return self.tower.query(user_index, demo, pooled)
+
     def retrieve(
         self,
         user_id: int,
@@ -184,55 +246,21 @@ class Retriever:
         demographics: dict[str, str] | None = None,
         live: Sequence[RatingEvent] = (),
     ) -> RetrievalResult:
-        """Top-k items for one user.
-
-        Args:
-            user_id: MovieLens user id; unknown users get a cold-start query.
-            k: number of candidates.
-            exclude_item_ids: item ids never to return.
-            exclude_seen: drop the items in the user's history.
-            demographics: canonical demographics for a cold-start user (ignored for known users).
-            live: the user's events since the snapshot (their movies are seen; they join the
-                history the query is computed from).
+        """Top-k items for one user (arguments as `user_state`).
 
         Returns:
             Item ids and scores, best first, and whether the cold-start path answered.
         """
-        pos_arr, found_arr = _sorted_lookup(self._users, np.array([user_id], dtype=np.int64))
-        pos, found = int(pos_arr[0]), bool(found_arr[0])
-        if live:
-            query, live_rows = self._live_query(user_id, pos, found, live)
-            excluded = self._exclusion(pos, found, exclude_seen, exclude_item_ids)
-            if exclude_seen:
-                excluded = np.union1d(excluded, live_rows)
-            return self._search(query, k, excluded, False)
-        cold = not found  # users are known by a trained embedding or a history
-        query = self._queries[pos : pos + 1] if found else self._cold_query(user_id, demographics)
-        excluded = self._exclusion(pos, found, exclude_seen, exclude_item_ids)
-        return self._search(query, k, excluded, cold)
+        state = self.user_state(user_id, exclude_item_ids, exclude_seen, demographics, live)
+        return self.search(state, k)
 
-    def _live_query(
-        self, user_id: int, pos: int, found: bool, live: Sequence[RatingEvent]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(1, D) query from the user's last `history_len` ratings, events included, and the
-        sorted catalog rows of the events' movies."""
-        items = np.array([e.item_id for e in live], dtype=np.int64)
-        stamps = np.array([e.timestamp for e in live], dtype=np.int64)
-        rows, in_catalog = _sorted_lookup(self.parts.item_ids, items)
-        rows, stamps = rows[in_catalog], stamps[in_catalog]
-        if found:
-            start, end = self._recent_ptr[pos], self._recent_ptr[pos + 1]
-            rows_all = np.concatenate([self._recent_rows[start:end], rows])
-            stamps_all = np.concatenate([self._recent_ts[start:end], stamps])
-        else:
-            rows_all, stamps_all = rows, stamps
-        order = np.lexsort((self.parts.item_ids[rows_all], stamps_all))
-        recent = rows_all[order][-self.config.history_len :]
-        pooled = self.tower.pooled_history(recent + 1, np.array([0, len(recent)]))
-        trained_pos, trained = _sorted_lookup(self.parts.user_ids, np.array([user_id]))
-        user_index = np.where(trained, trained_pos + 1, 0)
-        demo = self._stored_demographics(np.array([user_id], dtype=np.int64))
-        return self.tower.query(user_index, demo, pooled), np.unique(rows)
+    def search(self, state: UserState, k: int) -> RetrievalResult:
+        """The two-tower model's top `k` for a user state."""
+        return self._search(state.query, k, state.context.seen_rows, state.cold)
+
+    def scores_of(self, state: UserState, rows: np.ndarray) -> np.ndarray:
+        """(n,) two-tower scores (inner products) of catalog `rows` for a user state."""
+        return (self.parts.item_embeddings[rows] @ state.query[0]).astype(np.float32)
 
     def _search(
         self, query: np.ndarray, k: int, excluded: np.ndarray, cold: bool

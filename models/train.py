@@ -39,12 +39,20 @@ from feature_store.event_sources import merge_events
 from feature_store.memory_store import MemoryFeatureStore
 from models import artifacts
 from models.baselines import EASERecommender, PopularRecommender, tune_ease
-from models.evaluation import evaluate_recommender
+from models.evaluation import (
+    BatchRecommender,
+    evaluate_recommender,
+    few_ratings_recall,
+    recall_at,
+)
 
 if TYPE_CHECKING:
     from feature_store.events import RatingEvent
+    from models.candidates import CandidateGenerator
+    from models.config import RetrievalSettings
     from models.ranker import Ranker
     from models.retriever import Retriever
+    from models.train_sources import SourceParams
     from models.two_stage import TwoStageRecommender
 
 logger = logging.getLogger(__name__)
@@ -95,16 +103,18 @@ class Recipe:
     snapshot: FeatureSnapshot  # features of `windows.known`: the served snapshot
     snapshot_fit: FeatureSnapshot  # features of `windows.fit`: the ranker's training features
     retriever: Retriever | None = None  # serving `windows.known` histories
+    generator: CandidateGenerator | None = None  # every source, serving `windows.known`
     ranker: Ranker | None = None
     validation: dict[str, dict[str, float]] = field(default_factory=dict)
+    source_params: SourceParams | None = None
 
     def two_stage(self) -> TwoStageRecommender:
-        """Retrieval then ranking with the served histories and snapshot (as the service)."""
+        """Fused candidates then ranking with the served histories and snapshot (as served)."""
         from models.two_stage import TwoStageRecommender
 
-        if self.retriever is None or self.ranker is None:
-            raise ValueError("the recipe trained no retriever + ranker pair")
-        return TwoStageRecommender(self.retriever, self.ranker, MemoryFeatureStore(self.snapshot))
+        if self.generator is None or self.ranker is None:
+            raise ValueError("the recipe trained no candidate generator + ranker pair")
+        return TwoStageRecommender(self.generator, self.ranker, MemoryFeatureStore(self.snapshot))
 
 
 def apply_recipe(
@@ -115,6 +125,7 @@ def apply_recipe(
     stages: tuple[str, ...] = ("retrieval", "ranking"),
     quick: bool = False,
     progress: bool = True,
+    retrieval: RetrievalSettings | None = None,
 ) -> Recipe:
     """Train the requested stages at the cut that `windows` describe.
 
@@ -126,13 +137,20 @@ def apply_recipe(
         stages: "retrieval" and/or "ranking"; ranking alone uses the stored `two-tower:latest`.
         quick: small models and few epochs (tests and smoke runs), not for real use.
         progress: show progress bars.
+        retrieval: the candidate sources in force and the fused cap (default settings).
 
     Returns:
         The trained stages serving `windows.known`, with their validation metrics.
     """
+    from models.candidates import CandidateGenerator
+    from models.config import RetrievalSettings
     from models.train_ranker import RankerTrainConfig, train_ranker
     from models.train_retrieval import train_retriever
+    from models.train_sources import build_sources, tune_sources
     from models.two_tower import TwoTowerConfig
+
+    fusion = retrieval or RetrievalSettings()
+    quotas = fusion.source_quotas()
 
     with _Timer(report, "features"):
         recipe = Recipe(
@@ -147,19 +165,36 @@ def apply_recipe(
             retriever, recipe.validation["retrieval"] = train_retriever(
                 recipe.snapshot_fit, windows, config, seed, progress=progress
             )
+    if "ranking" in stages and retriever is None:
+        retriever = artifacts.load_two_tower("two-tower:latest", windows.fit)
+    if retriever is None:
+        return recipe
+    with _Timer(report, "sources"):
+        params = tune_sources(dataset, windows, quick)
+        recipe.source_params = params
+        recipe.validation["sources"] = {
+            f"{name} {metric}": value
+            for name, metrics in params.validation.items()
+            for metric, value in metrics.items()
+        }
+        served = build_sources(dataset, windows.known, params)
     if "ranking" in stages:
-        if retriever is None:
-            retriever = artifacts.load_two_tower("two-tower:latest", windows.fit)
         with _Timer(report, "ranking"):
-            recipe.ranker, recipe.validation["ranking"] = train_ranker(
+            generator_fit = CandidateGenerator(
                 retriever.with_history(windows.fit),
+                build_sources(dataset, windows.fit, params),
+                quotas,
+                fusion.fused_max,
+            )
+            recipe.ranker, recipe.validation["ranking"] = train_ranker(
+                generator_fit,
                 MemoryFeatureStore(recipe.snapshot_fit),
                 windows.valid,
                 RankerTrainConfig(**(QUICK_RANKER_OVERRIDES if quick else {})),
                 seed=seed,
             )
-    if retriever is not None:
-        recipe.retriever = retriever.with_history(windows.known)
+    recipe.retriever = retriever.with_history(windows.known)
+    recipe.generator = CandidateGenerator(recipe.retriever, served, quotas, fusion.fused_max)
     return recipe
 
 
@@ -233,6 +268,14 @@ def train_all(
         report.tags["two-tower"] = artifacts.save_two_tower(
             recipe.retriever, metadata(validation), labels=labels
         )
+    if recipe.generator is not None:
+        from models.candidates import source_models
+
+        validation = recipe.validation.get("sources", {})
+        for kind, (arrays, params) in source_models(recipe.generator.sources).items():
+            report.tags[artifacts.SOURCE_MODELS[kind]] = artifacts.save_source(
+                kind, arrays, params, metadata(validation), labels=labels
+            )
     if recipe.ranker is not None:
         with _Timer(report, "drift baseline"):
             report.tags["drift-reference"] = save_drift_baseline(
@@ -313,10 +356,27 @@ def evaluate_all(
     recipe = apply_recipe(dataset, split.windows, report, seed, quick=quick, progress=progress)
     assert recipe.retriever is not None  # both stages were asked for
     n_items = len(dataset.items)
+    from models.candidates import SourceRecommender
+
+    generator = recipe.generator
+    assert generator is not None
     with _Timer(report, "scoring"):
-        report.metrics["retrieval only"] = evaluate_recommender(
-            recipe.retriever, split.test, n_items
+        models: dict[str, BatchRecommender] = {"retrieval only": recipe.retriever}
+        models.update(
+            {f"source: {name}": SourceRecommender(generator, name) for name in generator.names}
         )
-        report.metrics["two-stage"] = evaluate_recommender(recipe.two_stage(), split.test, n_items)
+        models["fused candidates"] = generator
+        models["two-stage"] = recipe.two_stage()
+        few: dict[str, float] = {}
+        for name, model in models.items():
+            report.metrics[name] = evaluate_recommender(model, split.test, n_items)
+            few[name], pairs = few_ratings_recall(model, split.test, split.train)
+        report.metrics["fused candidates"]["recall@200"] = recall_at(
+            generator, split.test, generator.fused_max
+        )
+        report.info["recall@100 of test movies with < 5 training ratings"] = {
+            "pairs": pairs,
+            **{name: round(value, 4) for name, value in few.items()},
+        }
     report.info["validation"] = recipe.validation
     return report

@@ -2,7 +2,7 @@
 
 Time windows (per user, the recipe's `data.split.Windows`: fit < valid):
 
-- candidates: the first stage (any `BatchRecommender`; the two-tower retriever in production)
+- candidates: the first stage (`models.candidates.CandidateGenerator`, the fused sources)
   whose user histories are ``windows.fit``, so it excludes fit items and knows nothing later;
 - features: rows read through a `FeatureStore` over ``snapshot_fit = build_snapshot(dataset,
   windows.fit)``, with the very `FeatureAssembler` serving uses, so training sees what serving
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,9 @@ from feature_store.base import FeatureStore
 from models.evaluation import BatchRecommender, ranking_metrics
 from models.ranker import FEATURE_NAMES, FeatureAssembler, Ranker, demographic_genre_lift
 
+if TYPE_CHECKING:
+    from models.candidates import CandidateGenerator
+
 logger = logging.getLogger(__name__)
 
 
@@ -35,8 +39,6 @@ logger = logging.getLogger(__name__)
 class RankerTrainConfig:
     """Hyperparameters of ranker training (sized for the 0.5 ms / 100 candidates budget)."""
 
-    candidates: int = 100
-    """Candidates per user from the first stage."""
     max_depth: int = 5
     """Tree depth."""
     max_trees: int = 60
@@ -79,33 +81,27 @@ class TrainingSet:
 
 
 def build_training_set(
-    retriever: BatchRecommender,
+    first_stage: CandidateGenerator | BatchRecommender,
     store: FeatureStore,
     labels_window: pd.DataFrame,
     candidates: int = 100,
-    batch_size: int = 1024,
 ) -> TrainingSet:
     """Candidates, features and labels for every user of `labels_window`.
 
     Args:
-        retriever: first stage whose histories end before `labels_window`.
+        first_stage: the fused sources (`CandidateGenerator`, what serving runs), or any batch
+            recommender (its `candidates` best, without source features), whose histories end
+            before `labels_window`.
         store: feature rows from the period before `labels_window`.
         labels_window: interactions that make the positive labels (e.g. `Windows.valid`).
-        candidates: candidates per user.
-        batch_size: users per `recommend` call.
+        candidates: candidates per user from a batch recommender.
 
     Returns:
         All rows, groups with no positive included (the caller filters).
     """
     users = np.unique(labels_window["user_id"].to_numpy(np.int64))
-    ranked, scored = [], []
-    for start in range(0, len(users), batch_size):
-        items, scores = retriever.recommend(users[start : start + batch_size], candidates)
-        ranked.append(items)
-        scored.append(scores)
-    cand = np.concatenate(ranked)  # (U, K)
-    cand_scores = np.concatenate(scored).astype(np.float32)
-    reads = [store.read(int(u), cand[row][cand[row] >= 0]) for row, u in enumerate(users)]
+    lists = _candidates(first_stage, users, candidates)
+    reads = [store.read(int(u), ids) for u, (ids, _, _) in zip(users, lists, strict=True)]
     user_rows = np.stack([r.user for r in reads])
     assembler = FeatureAssembler(
         tuple(store.user_columns),
@@ -113,11 +109,10 @@ def build_training_set(
         demographic_genre_lift(user_rows, tuple(store.user_columns)),
     )
     features, user_col, item_col = [], [], []
-    for row, (user_id, read) in enumerate(zip(users, reads, strict=True)):
-        valid = cand[row] >= 0
-        features.append(assembler.assemble(read.user, read.items, cand_scores[row][valid]))
-        item_col.append(cand[row][valid])
-        user_col.append(np.full(int(valid.sum()), user_id, dtype=np.int64))
+    for user_id, read, (ids, scores, sources) in zip(users, reads, lists, strict=True):
+        features.append(assembler.assemble(read.user, read.items, scores, sources))
+        item_col.append(ids)
+        user_col.append(np.full(len(ids), user_id, dtype=np.int64))
     user_ids = np.concatenate(user_col)
     item_ids = np.concatenate(item_col)
     positives = _pair_keys(labels_window["user_id"].to_numpy(), labels_window["item_id"].to_numpy())
@@ -125,25 +120,43 @@ def build_training_set(
     return TrainingSet(np.concatenate(features), labels, user_ids, item_ids, assembler)
 
 
+def _candidates(
+    first_stage: CandidateGenerator | BatchRecommender, users: np.ndarray, candidates: int
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Per user: candidate ids, first-stage scores, source features (None without sources)."""
+    from models.candidates import CandidateGenerator
+
+    if isinstance(first_stage, CandidateGenerator):
+        fused = (first_stage.generate(int(u)) for u in users)
+        return [(f.item_ids, f.two_tower_scores, f.source_features()) for f in fused]
+    items, scores = first_stage.recommend(users, candidates)
+    valid = items >= 0
+    return [
+        (items[row][valid[row]], scores[row][valid[row]].astype(np.float32), None)
+        for row in range(len(users))
+    ]
+
+
 def _pair_keys(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     return users.astype(np.int64) * (1 << 32) + items.astype(np.int64)
 
 
 def train_ranker(
-    retriever: BatchRecommender,
+    generator: CandidateGenerator | BatchRecommender,
     store: FeatureStore,
     labels_window: pd.DataFrame,
     config: RankerTrainConfig | None = None,
     seed: int = 42,
 ) -> tuple[Ranker, dict[str, float]]:
-    """Train the ranker on `retriever`'s candidates with `labels_window` labels.
+    """Train the ranker on the fused candidates with `labels_window` labels.
 
     The number of trees is chosen by user-level k-fold: each fold holds out 1/k of the users
     (20% with k = 5), the mean holdout NDCG@10 curve picks the round count, and the final model
     is refitted on every group with that many trees.
 
     Args:
-        retriever: first stage with `windows.fit` histories (it must exclude fit items).
+        generator: first stage with `windows.fit` histories (it must exclude fit items): the
+            fused sources, or any batch recommender (100 candidates, no source features).
         store: feature store over `build_snapshot(dataset, windows.fit)`.
         labels_window: the interactions after the features' period (`windows.valid`).
         config: hyperparameters (defaults: `RankerTrainConfig()`).
@@ -154,7 +167,7 @@ def train_ranker(
         retrieval order and of the ranker on the same candidates, plus group and tree counts.
     """
     config = config or RankerTrainConfig()
-    data = build_training_set(retriever, store, labels_window, config.candidates)
+    data = build_training_set(generator, store, labels_window)
     users = np.unique(data.user_ids)
     fold_of_user = np.random.default_rng(seed).permutation(len(users)) % config.folds
     fold = fold_of_user[np.searchsorted(users, data.user_ids)]  # (R,)

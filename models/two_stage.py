@@ -8,27 +8,36 @@ import numpy as np
 
 if TYPE_CHECKING:
     from feature_store.base import FeatureStore
+    from models.candidates import CandidateGenerator
     from models.ranker import Ranker, RankResult
-    from models.retriever import Retriever
 
 
 class TwoStageRecommender:
-    """Retrieves `candidates` items per user, then lets the ranker order them."""
+    """Fused candidates per user (`CandidateGenerator`), then the ranker orders them."""
 
-    def __init__(
-        self, retriever: Retriever, ranker: Ranker, store: FeatureStore, candidates: int = 100
-    ) -> None:
-        self.retriever = retriever
+    def __init__(self, generator: CandidateGenerator, ranker: Ranker, store: FeatureStore) -> None:
+        self.generator = generator
         self.ranker = ranker
         self.store = store
-        self.candidates = candidates
+
+    @property
+    def candidates(self) -> int:
+        """The fused list's cap."""
+        return self.generator.fused_max
 
     def rank_user(self, user_id: int, k: int) -> RankResult | None:
-        """Retrieve then rank for one user (None when retrieval finds nothing)."""
-        found = self.retriever.retrieve(int(user_id), k=max(k, self.candidates))
-        if len(found.item_ids) == 0:
+        """Generate then rank for one user (None when no source proposes anything)."""
+        fused = self.generator.generate(int(user_id))
+        if len(fused.item_ids) == 0:
             return None
-        return self.ranker.rank(int(user_id), found.item_ids, found.scores, self.store, k=k)
+        return self.ranker.rank(
+            int(user_id),
+            fused.item_ids,
+            fused.two_tower_scores,
+            self.store,
+            k=k,
+            sources=fused.source_features(),
+        )
 
     def recommend(self, user_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(U, k) ranked item ids (-1 padding) and ranker scores, seen items excluded."""

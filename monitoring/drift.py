@@ -71,8 +71,8 @@ class ColumnDrift:
 
     column: str
     kind: str
-    psi: float
-    kl: float
+    psi: float | None  # None: no value of the column in the log or the reference (not compared)
+    kl: float | None
     drifted: bool
 
 
@@ -149,37 +149,42 @@ def run_drift_report(
         if missing:
             raise FeatureMismatchError(spec.columns, missing)
     ref, cur = _prepare(ref, spec), _prepare(cur, spec)
+    # A column with no value on one side (e.g. a candidate source switched off, or never
+    # proposing for the logged users) cannot be compared: Evidently fails on it.
+    comparable = [c for c in spec.numeric if cur[c].notna().any() and ref[c].notna().any()]
+    comparable += list(spec.categorical)
     from evidently import DataDefinition, Dataset, Report  # heavy (~10 s cold): only here
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
     definition = DataDefinition(
-        numerical_columns=list(spec.numeric), categorical_columns=list(spec.categorical)
+        numerical_columns=[c for c in spec.numeric if c in comparable],
+        categorical_columns=list(spec.categorical),
     )
     other = "kl" if spec.method == "psi" else "psi"
     report = Report(
         [
             DataDriftPreset(
-                columns=spec.columns,
+                columns=[c for c in spec.columns if c in comparable],
                 method=_EVIDENTLY_METHOD[spec.method],
                 threshold=spec.threshold,
                 drift_share=spec.drift_share,
             ),
-            *(ValueDrift(column=c, method=_EVIDENTLY_METHOD[other]) for c in spec.columns),
+            *(ValueDrift(column=c, method=_EVIDENTLY_METHOD[other]) for c in comparable),
         ]
     )
     snapshot = report.run(
-        Dataset.from_pandas(cur, data_definition=definition),
-        Dataset.from_pandas(ref, data_definition=definition),
+        Dataset.from_pandas(cur[comparable], data_definition=definition),
+        Dataset.from_pandas(ref[comparable], data_definition=definition),
     )
     scores = _scores(snapshot.dict())
     columns = tuple(
         ColumnDrift(
             column=c,
             kind="categorical" if c in spec.categorical else "numeric",
-            psi=scores[c, "psi"],
-            kl=scores[c, "kl_div"],
-            drifted=scores[c, _EVIDENTLY_METHOD[spec.method]] >= spec.threshold,
+            psi=scores.get((c, "psi")),
+            kl=scores.get((c, "kl_div")),
+            drifted=scores.get((c, _EVIDENTLY_METHOD[spec.method]), 0.0) >= spec.threshold,
         )
         for c in spec.columns
     )

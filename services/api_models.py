@@ -11,12 +11,19 @@ from pydantic import BaseModel
 
 
 class RetrieveResponse(BaseModel):
-    """RetrieverService.retrieve: candidates, best first."""
+    """RetrieverService.retrieve: fused candidates in fusion order.
+
+    `scores` are two-tower scores (for every candidate); `sources[name]` lists the positions (in
+    `item_ids`) a source proposed, in that source's rank order, and `source_scores[name]` their
+    scores in that source (`models.sources.encode_sources`).
+    """
 
     item_ids: list[int]
     scores: list[float]
     cold_start: bool
     model_version: dict[str, str]
+    sources: dict[str, list[int]] = {}
+    source_scores: dict[str, list[float]] = {}
 
 
 class Contribution(BaseModel):
@@ -27,11 +34,12 @@ class Contribution(BaseModel):
 
 
 class RankedItem(BaseModel):
-    """One ranked candidate; `contributions` only with `explain=true`."""
+    """One ranked candidate; `contributions` and `sources` only with `explain=true`."""
 
     item_id: int
     score: float
     contributions: list[Contribution] | None = None
+    sources: list[str] | None = None
 
 
 class RankResponse(BaseModel):
@@ -43,12 +51,14 @@ class RankResponse(BaseModel):
 
 
 class Recommendation(BaseModel):
-    """One recommended movie."""
+    """One recommended movie; `reasons` and `sources` only with `explain=true`."""
 
     item_id: int
     title: str
     score: float
     rank: int
+    reasons: list[Contribution] | None = None
+    sources: list[str] | None = None
 
 
 class RecommendResponse(BaseModel):

@@ -64,14 +64,16 @@ class RecommendationPipeline:
     """Composes a retriever and a ranker into the /recommend answer."""
 
     def __init__(
-        self, retriever: Any, ranker: Any, catalog: Catalog, candidates: int = 100
+        self, retriever: Any, ranker: Any, catalog: Catalog, candidates: int = 200
     ) -> None:
         self.retriever = retriever
         self.ranker = ranker
         self.catalog = catalog
-        self.candidates = candidates
+        self.candidates = candidates  # the fused list's cap
 
-    async def recommend(self, user_id: int, k: int, exclude_seen: bool = True) -> RecommendResponse:
+    async def recommend(
+        self, user_id: int, k: int, exclude_seen: bool = True, explain: bool = False
+    ) -> RecommendResponse:
         """Top-`k` movies for `user_id` with titles, scores, model versions and stage timings."""
         start = time.perf_counter()
         found = await call_stage(
@@ -94,7 +96,9 @@ class RecommendationPipeline:
                 item_ids=found["item_ids"],
                 retrieval_scores=found["scores"],
                 k=k,
-                explain=False,
+                explain=explain,
+                sources=found.get("sources") or None,
+                source_scores=found.get("source_scores") or None,
             )
             items = ranked["items"]
             ranker_version = ranked["model_version"]
@@ -103,7 +107,14 @@ class RecommendationPipeline:
 
         titles = self.catalog.titles_of([it["item_id"] for it in items])
         recommendations = [
-            Recommendation(item_id=it["item_id"], title=title, score=it["score"], rank=rank)
+            Recommendation(
+                item_id=it["item_id"],
+                title=title,
+                score=it["score"],
+                rank=rank,
+                reasons=it.get("contributions"),
+                sources=it.get("sources"),
+            )
             for rank, (it, title) in enumerate(zip(items, titles, strict=True), start=1)
         ]
         ranking_call = done - retrieved

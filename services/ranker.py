@@ -21,6 +21,7 @@ from pydantic import Field
 
 from feature_store.resilient import build_feature_store
 from models import artifacts
+from models.sources import SOURCE_ORDER, decode_sources, source_features
 from monitoring.served import ServedFeatureMonitor
 from services.api_models import Contribution, RankedItem, RankResponse
 from services.settings import DEPENDENCY_CONNECTION, get_settings
@@ -79,27 +80,49 @@ class RankerService:
         retrieval_scores: list[float] | None = None,
         k: Annotated[int, Field(ge=1, le=100)] = 10,
         explain: bool = False,
+        sources: dict[str, list[int]] | None = None,
+        source_scores: dict[str, list[float]] | None = None,
     ) -> RankResponse:
         """Order `item_ids` for `user_id` and return the best `k`.
 
         Args:
             user_id: MovieLens user id; unknown users get default features.
-            item_ids: candidates in retrieval order.
-            retrieval_scores: first-stage scores aligned with `item_ids` (optional).
+            item_ids: candidates in fusion order.
+            retrieval_scores: two-tower scores aligned with `item_ids` (optional).
             k: how many items to return (1..100).
-            explain: add each item's top three feature contributions.
+            explain: add each item's top three feature contributions and its sources.
+            sources: per candidate source, the positions in `item_ids` it proposed, in its
+                rank order (the retriever's answer); optional.
+            source_scores: per source, the scores of those proposals.
         """
         if retrieval_scores is not None and len(retrieval_scores) != len(item_ids):
             raise InvalidArgument(
                 f"retrieval_scores has {len(retrieval_scores)} values for {len(item_ids)} item_ids"
             )
         scores = None if retrieval_scores is None else np.asarray(retrieval_scores, np.float32)
+        features = None
+        if sources:
+            try:
+                ranks, values = decode_sources(len(item_ids), sources, source_scores or {})
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from exc
+            features = source_features(ranks, values)
         result = self.ranker.rank(
-            user_id, np.asarray(item_ids, dtype=np.int64), scores, self.store, k, explain
+            user_id,
+            np.asarray(item_ids, dtype=np.int64),
+            scores,
+            self.store,
+            k,
+            explain,
+            sources=features,
         )
         if result.features is not None:
             self.monitor.observe(result.features)
         explained = result.contributions or [None] * len(result.item_ids)
+        proposed: list[list[str] | None] = [None] * len(result.item_ids)
+        if explain and features is not None and result.positions is not None:
+            hit = ~np.isnan(ranks[result.positions])
+            proposed = [[SOURCE_ORDER[j] for j in np.flatnonzero(row)] for row in hit]
         items = [
             RankedItem(
                 item_id=int(i),
@@ -107,8 +130,11 @@ class RankerService:
                 contributions=None
                 if top is None
                 else [Contribution(feature=f, value=v) for f, v in top],
+                sources=names,
             )
-            for i, s, top in zip(result.item_ids, result.scores, explained, strict=True)
+            for i, s, top, names in zip(
+                result.item_ids, result.scores, explained, proposed, strict=True
+            )
         ]
         timings = {name: round(ms, 3) for name, ms in (result.timings_ms or {}).items()}
         return RankResponse(items=items, model_version=self.model_version, timings_ms=timings)

@@ -48,6 +48,9 @@ class RecommendRequest(BaseModel):
     user_id: int = Field(description="MovieLens user id; unknown ids get a cold-start list.")
     k: int = Field(10, ge=1, le=100, description="How many movies to return (1..100).")
     exclude_seen: bool = Field(True, description="Never return movies the user has rated.")
+    explain: bool = Field(
+        False, description="Add each movie's top three ranker reasons and the sources behind it."
+    )
 
 
 @bentoml.service(
@@ -78,7 +81,7 @@ class RecommendationService:
             stage(self, "retriever", settings.request_timeout_s),
             stage(self, "ranker", settings.request_timeout_s),
             Catalog.from_frame(snapshot.catalog),
-            candidates=settings.retrieval.candidates,
+            candidates=settings.retrieval.fused_max,
         )
         self.ready = True
         gc.freeze()  # loaded objects live for the process: keep them out of GC passes
@@ -89,11 +92,11 @@ class RecommendationService:
 
     @bentoml.api(input_spec=RecommendRequest, route="/recommend")
     async def recommend(
-        self, user_id: int, k: int = 10, exclude_seen: bool = True
+        self, user_id: int, k: int = 10, exclude_seen: bool = True, explain: bool = False
     ) -> RecommendResponse:
         """Top-k movies for a user (see DESIGN.md's HTTP API)."""
         try:
-            return await self.pipeline.recommend(user_id, k, exclude_seen)
+            return await self.pipeline.recommend(user_id, k, exclude_seen, explain)
         except StageUnavailable as exc:
             REQUESTS.labels("stage_unavailable").inc()
             logger.warning("recommend failed: %s", exc)

@@ -14,14 +14,23 @@ from typing import Annotated, Any
 
 import bentoml
 from bentoml.models import BentoModel
+from prometheus_client import Counter
 from pydantic import Field
 
 from feature_store.resilient import build_feature_store
 from models import artifacts
+from models.candidates import CandidateGenerator, kinds_for, sources_from_models
+from models.sources import SOURCE_ORDER, encode_sources
 from services.api_models import RetrieveResponse
 from services.settings import DEPENDENCY_CONNECTION, get_settings
 
 logger = logging.getLogger(__name__)
+
+CANDIDATES = Counter(
+    "recsys_candidates", "Fused candidates proposed by each source (one item, many sources)",
+    ["source"],
+)  # fmt: skip
+SOURCE_KINDS = kinds_for(get_settings().retrieval.source_quotas())
 
 MAX_EXCLUDED = 10_000
 
@@ -39,16 +48,30 @@ MAX_EXCLUDED = 10_000
     workers=1,
 )
 class RetrieverService:
-    """Top-k candidates from the two-tower model and its FAISS index."""
+    """Fused candidates: the two-tower model and its FAISS index, plus the other sources."""
 
     two_tower_model = BentoModel(get_settings().artifacts.two_tower_tag)
     snapshot_model = BentoModel(get_settings().artifacts.snapshot_tag)
+    # One stored model per other source in force (a switched-off source is not even declared,
+    # so a bento carries exactly the models it serves).
+    if "item_knn" in SOURCE_KINDS:
+        item_knn_model = BentoModel(get_settings().artifacts.item_knn_tag)
+    if "content" in SOURCE_KINDS:
+        content_model = BentoModel(get_settings().artifacts.content_tag)
+    if "popularity" in SOURCE_KINDS:
+        popularity_model = BentoModel(get_settings().artifacts.popularity_tag)
 
     def __init__(self) -> None:
         settings = get_settings()
         snapshot = artifacts.load_snapshot(str(self.snapshot_model.tag))
         tag = str(self.two_tower_model.tag)
         self.retriever = artifacts.load_two_tower(tag, snapshot.history)
+        self.source_models = {kind: getattr(self, f"{kind}_model") for kind in SOURCE_KINDS}
+        stored = {kind: artifacts.load_source(str(m.tag)) for kind, m in self.source_models.items()}
+        quotas = settings.retrieval.source_quotas()
+        self.generator = CandidateGenerator(
+            self.retriever, sources_from_models(stored), quotas, settings.retrieval.fused_max
+        )
         self.store = build_feature_store(
             settings.feature_store_mode, settings.redis, snapshot, settings.events
         )
@@ -56,7 +79,9 @@ class RetrieverService:
             "two_tower": str(artifacts.get_model(tag).tag),
             "feature_version": snapshot.version,
             "index": self.retriever.parts.index.info.kind,
+            **{f"source_{kind}": str(m.tag) for kind, m in self.source_models.items()},
         }
+        self._per_source = {name: CANDIDATES.labels(name) for name in SOURCE_ORDER}
         self._ready = True
         # Loaded objects live for the process: keep them out of every GC pass (DESIGN.md traps).
         gc.freeze()
@@ -69,25 +94,30 @@ class RetrieverService:
     async def retrieve(
         self,
         user_id: int,
-        k: Annotated[int, Field(ge=1, le=1000)] = 100,
+        k: Annotated[int, Field(ge=1, le=1000)] = 200,
         exclude_item_ids: Annotated[list[int], Field(max_length=MAX_EXCLUDED)] = [],  # noqa: B006
         exclude_seen: bool = True,
     ) -> RetrieveResponse:
-        """Candidate item ids and scores for `user_id`, best first.
+        """Fused candidates for `user_id`, in fusion order, with each source's proposals.
 
         Args:
             user_id: MovieLens user id; unknown users get a cold-start (popularity) query.
-            k: how many candidates (1..1000).
+            k: at most this many candidates (1..1000; the fused cap applies too).
             exclude_item_ids: item ids never to return.
             exclude_seen: drop the items the user has rated.
         """
         live = self.store.user_events(user_id)
-        result = self.retriever.retrieve(user_id, k, exclude_item_ids, exclude_seen, live=live)
+        fused = self.generator.generate(user_id, exclude_item_ids, exclude_seen, live=live, limit=k)
+        positions, values = encode_sources(fused.source_ranks, fused.source_scores)
+        for name, proposed in positions.items():
+            self._per_source[name].inc(len(proposed))
         return RetrieveResponse(
-            item_ids=result.item_ids.tolist(),
-            scores=result.scores.tolist(),
-            cold_start=result.cold_start,
+            item_ids=fused.item_ids.tolist(),
+            scores=fused.two_tower_scores.tolist(),
+            cold_start=fused.cold_start,
             model_version=self.model_version,
+            sources=positions,
+            source_scores=values,
         )
 
     @bentoml.api
@@ -98,6 +128,8 @@ class RetrieverService:
             "model": str(model.tag),
             "feature_version": self.model_version["feature_version"],
             "index": self.model_version["index"],
+            "sources": self.generator.quotas,
+            "fused_max": self.generator.fused_max,
             "labels": model.info.labels,
             "metadata": model.info.metadata,
         }

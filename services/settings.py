@@ -32,6 +32,12 @@ class ArtifactSettings(BaseModel):
     """Feature snapshot the embedded store and materialization read."""
     drift_reference_tag: str = "drift-reference:latest"
     """Baseline of the ranker's training features for the drift monitor."""
+    item_knn_tag: str = "source-item-knn:latest"
+    """Item-to-item neighbour table (candidate source ``item_knn``)."""
+    content_tag: str = "source-content:latest"
+    """Content neighbour table (candidate source ``content``)."""
+    popularity_tag: str = "source-popularity:latest"
+    """Popular and trending lists (candidate sources ``popular``, ``trending``)."""
 
 
 # Clients of a dependency (bentoml.depends) renew their connection after `max_requests` requests

@@ -78,6 +78,9 @@ ARTIFACT_ENV = {
     "ranker": "RECSYS_ARTIFACTS__RANKER_TAG",
     "feature-snapshot": "RECSYS_ARTIFACTS__SNAPSHOT_TAG",
     "drift-reference": "RECSYS_ARTIFACTS__DRIFT_REFERENCE_TAG",
+    "source-item-knn": "RECSYS_ARTIFACTS__ITEM_KNN_TAG",
+    "source-content": "RECSYS_ARTIFACTS__CONTENT_TAG",
+    "source-popularity": "RECSYS_ARTIFACTS__POPULARITY_TAG",
 }
 
 

@@ -47,11 +47,28 @@ def stored_retriever(retriever_data: Dataset) -> dict[str, str]:
     }
 
 
+# The two-tower source alone, asked for up to 1,000 candidates (the other sources switched off:
+# their fusion is tested with the composed service, tests/integration/serving).
+TWO_TOWER_ONLY = {
+    "RECSYS_RETRIEVAL__QUOTAS": "{}",
+    "RECSYS_RETRIEVAL__CANDIDATES": "1000",
+    "RECSYS_RETRIEVAL__FUSED_MAX": "1000",
+}
+
+
+@pytest.fixture(scope="session")
+def two_tower_only() -> dict[str, str]:
+    """Environment of a RetrieverService whose only source is the two-tower model."""
+    return dict(TWO_TOWER_ONLY)
+
+
 @pytest.fixture(scope="session")
 def retriever_client(
     stored_retriever: dict[str, str],
     served_client: Callable[..., AbstractContextManager[httpx.Client]],
 ) -> Iterator[httpx.Client]:
     """The RetrieverService served by `bentoml serve` (a real server process) on a free port."""
-    with served_client("services.retriever:RetrieverService", stored_retriever) as client:
+    with served_client(
+        "services.retriever:RetrieverService", stored_retriever, TWO_TOWER_ONLY
+    ) as client:
         yield client

@@ -68,9 +68,10 @@ def test_bad_requests_get_a_4xx_naming_the_field(
 def test_retriever_bento_builds_with_its_models(
     stored_retriever: dict[str, str],
     pinned_artifacts_env: Callable[[Mapping[str, str]], dict[str, str]],
+    two_tower_only: dict[str, str],
 ) -> None:
     bentoml_cli = Path(sys.executable).parent / "bentoml"
-    env = {**os.environ, **pinned_artifacts_env(stored_retriever)}
+    env = {**os.environ, **pinned_artifacts_env(stored_retriever), **two_tower_only}
     built = subprocess.run(
         [
             str(bentoml_cli),

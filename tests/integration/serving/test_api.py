@@ -125,3 +125,27 @@ def test_info_names_models_and_features(client: TestClient, trained_models: Any)
 
 def test_drift_report_format_is_validated(client: TestClient) -> None:
     assert client.get("/drift/report", params={"format": "pdf"}).status_code == 400
+
+
+def test_explain_shows_reasons_and_the_sources_behind_each_movie(
+    client: TestClient, history: pd.DataFrame
+) -> None:
+    user = int(history["user_id"].iloc[0])
+    body = client.post("/recommend", json={"user_id": user, "k": 10, "explain": True}).json()
+    info = client.get("/info").json()["retriever"]
+    in_force = set(info["sources"])
+    assert in_force == {"two_tower", "item_knn", "content", "popular", "trending"}
+    for rec in body["recommendations"]:
+        assert rec["sources"]
+        assert set(rec["sources"]) <= in_force
+        assert len(rec["reasons"]) == 3
+    plain = client.post("/recommend", json={"user_id": user, "k": 10}).json()
+    assert [r["item_id"] for r in plain["recommendations"]] == [
+        r["item_id"] for r in body["recommendations"]
+    ]
+    assert all(r["sources"] is None for r in plain["recommendations"])
+    from prometheus_client import REGISTRY  # in process, the stages' metrics are this registry's
+
+    proposed = REGISTRY.get_sample_value("recsys_candidates_total", {"source": "two_tower"})
+    assert proposed is not None
+    assert proposed >= 2 * 100  # two requests, 100 two-tower candidates each
