@@ -361,10 +361,9 @@ def evaluate_all(
     generator = recipe.generator
     assert generator is not None
     with _Timer(report, "scoring"):
-        models: dict[str, BatchRecommender] = {"retrieval only": recipe.retriever}
-        models.update(
-            {f"source: {name}": SourceRecommender(generator, name) for name in generator.names}
-        )
+        models: dict[str, BatchRecommender] = {
+            f"source: {name}": SourceRecommender(generator, name) for name in generator.names
+        }
         models["fused candidates"] = generator
         models["two-stage"] = recipe.two_stage()
         few: dict[str, float] = {}
