@@ -185,6 +185,9 @@ def _top_n(block: np.ndarray, neighbours: np.ndarray, weights: np.ndarray) -> No
     weights[r[sel], rank[sel]] = w[sel]
 
 
+DENSE_FACTOR = 8  # dense accumulation once the gathered entries reach 1/8 of the catalog
+
+
 class ItemNeighbourSource:
     """Candidates scored by summed neighbour weights of the user's last `history` movies."""
 
@@ -222,6 +225,13 @@ class ItemNeighbourSource:
             gains = gains * (self.decay ** np.arange(len(recent) - 1, -1, -1.0))[:, None]
         gains = gains.ravel()
         present = found >= 0
+        n_items = len(self.table.neighbours)
+        if found.size * DENSE_FACTOR >= n_items:
+            # Many gathered entries for the catalog's size: accumulate over the whole catalog
+            # (two bincounts) rather than sort them (same scores, same tie order).
+            dense = np.bincount(found[present], weights=gains[present], minlength=n_items)
+            dense[np.bincount(found[present], minlength=n_items) == 0] = -np.inf  # untouched
+            return top_k_unseen(dense, np.asarray(user.seen_rows, dtype=np.int64), k)
         rows, slot = np.unique(found[present], return_inverse=True)  # touched rows, sorted
         scores = np.bincount(slot, weights=gains[present], minlength=len(rows))
         seen = np.asarray(user.seen_rows, dtype=np.int64)

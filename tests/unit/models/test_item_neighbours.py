@@ -177,7 +177,13 @@ def test_source_rejects_bad_arguments(history: int, decay: float) -> None:
 
 @pytest.mark.parametrize(("history", "decay"), [(5, 1.0), (20, 0.9), (None, 1.0)])
 @pytest.mark.parametrize("user", [0, 17, 123])
-def test_candidates_equal_brute_force_sum(history: int | None, decay: float, user: int) -> None:
+@pytest.mark.parametrize("dense_factor", [0, 10**9])  # sort the gathered rows / accumulate densely
+def test_candidates_equal_brute_force_sum(
+    history: int | None, decay: float, user: int, dense_factor: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models.item_neighbours
+
+    monkeypatch.setattr(models.item_neighbours, "DENSE_FACTOR", dense_factor)
     binary = _data()[0]
     table = build_item_neighbours(sp.csr_matrix(binary), N, shrink=10.0)
     rated = _data()[2][user]
