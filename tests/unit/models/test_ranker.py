@@ -195,3 +195,28 @@ def test_store_with_other_columns_is_refused(
     )
     with pytest.raises(ArtifactError, match="user_other"):
         ranker.check_store(MemoryFeatureStore(renamed))
+
+
+def test_source_features_land_in_their_named_columns(
+    trained_ranker: tuple[Ranker, dict[str, float]], fit_store: MemoryFeatureStore
+) -> None:
+    from models.sources import SOURCE_FEATURES, SOURCE_ORDER, source_features
+
+    ranker, _ = trained_ranker
+    _, _, rows = _first_user_rows(fit_store)
+    n = len(rows.items)
+    ranks = np.full((n, len(SOURCE_ORDER)), np.nan, dtype=np.float32)
+    values = np.full_like(ranks, np.nan)
+    ranks[:, 0], values[:, 0] = np.arange(n), np.linspace(1, 0, n)  # two-tower: everyone
+    ranks[::2, 1], values[::2, 1] = np.arange((n + 1) // 2), 0.5  # item_knn: every other one
+    x = ranker.features(rows, None, source_features(ranks, values))
+    col = {name: j for j, name in enumerate(FEATURE_NAMES)}
+    np.testing.assert_array_equal(x[:, col["src_two_tower_rank"]], np.arange(n))
+    np.testing.assert_array_equal(x[::2, col["src_item_knn_rank"]], np.arange((n + 1) // 2))
+    assert np.isnan(x[1::2, col["src_item_knn_rank"]]).all()
+    assert np.isnan(x[:, col["src_item_knn_score"]][1::2]).all()
+    assert (x[::2, col["src_item_knn_score"]] == 0.5).all()
+    assert np.isnan(x[:, col["src_content_rank"]]).all()
+    np.testing.assert_array_equal(x[:, col["n_sources"]], np.where(np.arange(n) % 2 == 0, 2, 1))
+    without = ranker.features(rows, None)
+    assert np.isnan(without[:, [col[name] for name in SOURCE_FEATURES]]).all()
