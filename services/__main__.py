@@ -1,5 +1,5 @@
 """`python -m services ...`: the `recsys` CLI where the console script is not installed (bentos)."""
 
-from services.cli import app
+from services.tooling.cli import app
 
 app()

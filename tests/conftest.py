@@ -109,7 +109,7 @@ def served_client(
     (`env`: extra environment, optional); the server is stopped (its whole process group) when
     the block ends.
     """
-    from services.bench_service import serve
+    from services.tooling.bench_service import serve
 
     @contextmanager
     def client(

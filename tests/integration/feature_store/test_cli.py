@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from feature_store import keys
 from models.artifacts import save_snapshot
-from services.cli import app
+from services.tooling.cli import app
 
 pytestmark = pytest.mark.integration
 

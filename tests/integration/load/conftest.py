@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from services.bench_service import TRIVIAL_SERVICE, ServedProcess, serve
+from services.tooling.bench_service import TRIVIAL_SERVICE, ServedProcess, serve
 
 
 @pytest.fixture(scope="module")
 def trivial_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedProcess]:
-    """`bentoml serve services.trivial:TrivialService` on a free loopback port (no models)."""
+    """`bentoml serve services.tooling.trivial:TrivialService` on a free port (no models)."""
     with serve(TRIVIAL_SERVICE, log_dir=tmp_path_factory.mktemp("bench-logs")) as served:
         yield served
 

@@ -1,8 +1,8 @@
 """`recsys load` against a really served service: the budget check passes and fails (issue 6).
 
-Locust runs as a subprocess against `bentoml serve services.trivial:TrivialService`; the same
-short run passes a generous budget and fails an impossible one, and a run whose requests all fail
-is refused whatever its latency.
+Locust runs as a subprocess against `bentoml serve services.tooling.trivial:TrivialService`; the
+same short run passes a generous budget and fails an impossible one, and a run whose requests all
+fail is refused whatever its latency.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.bench_service import ServedProcess, ServeError, free_port, measure, serve
-from services.trivial import FIXED_ITEMS
+from services.tooling.bench_service import ServedProcess, ServeError, free_port, measure, serve
+from services.tooling.trivial import FIXED_ITEMS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -70,7 +70,7 @@ def test_failed_requests_fail_the_run(recsys_command: list[str], tmp_path: Path)
 
 
 def test_bench_measures_and_leaves_nothing_running(tmp_path: Path) -> None:
-    with serve("services.trivial:TrivialService", log_dir=tmp_path) as served:
+    with serve("services.tooling.trivial:TrivialService", log_dir=tmp_path) as served:
         figures = measure(served, range(1, 944), requests=50, duration_s=1.0, clients=4, warmup=5)
         group = served.process.pid
     assert figures.seq_errors == 0

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from services.cli import app
+from services.tooling.cli import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from models.train import TrainReport
-from services.replay import load_rows, replay
+from services.tooling.replay import load_rows, replay
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

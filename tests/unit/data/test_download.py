@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from data.download import download_dataset, ensure_dataset
 from data.errors import DownloadError
-from services.cli import app
+from services.tooling.cli import app
 
 ZipBuilder = Callable[[str, dict[str, str]], tuple[bytes, str]]
 FILES = {"ratings.csv": "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n",

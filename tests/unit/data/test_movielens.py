@@ -14,7 +14,7 @@ from data.errors import DataError, DataFormatError, MalformedLineError
 from data.movielens import detect_format, load_movielens
 from data.schema import UNKNOWN, DataFormat
 from data.synth import OCCUPATION_TO_100K, SyntheticData
-from services.cli import app
+from services.tooling.cli import app
 
 
 def _whole_stars(ratings: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from data.errors import DataError
 from data.split_files import read_test, write_split
-from services.cli import app
+from services.tooling.cli import app
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 

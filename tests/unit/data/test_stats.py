@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from services.cli import app
+from services.tooling.cli import app
 
 
 def test_stats_json_on_ml100k(ml100k_dir: Path):

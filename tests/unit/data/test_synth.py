@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from data.movielens import load_movielens
 from data.synth import SYNTH_GENRES, SyntheticData, generate
-from services.cli import app
+from services.tooling.cli import app
 
 
 def _in_cluster(data: SyntheticData) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.helm import PRODUCTION_VALUES, find_helm, render
+from services.tooling.helm import PRODUCTION_VALUES, find_helm, render
 
 CHART = Path(__file__).resolve().parents[3] / "k8s"
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from services.cli import app
-from services.helm import HelmCheckError, check_chart, find_helm, render
+from services.tooling.cli import app
+from services.tooling.helm import HelmCheckError, check_chart, find_helm, render
 from services.settings import ArtifactSettings, Settings
 
 Objects = list[dict[str, Any]]

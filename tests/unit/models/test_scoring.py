@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from data.errors import DataError
 from data.synth import generate, write_movielens
 from models.scoring import score_recommendations
-from services.cli import app
+from services.tooling.cli import app
 
 
 @pytest.fixture

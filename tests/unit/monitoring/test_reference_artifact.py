@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from models.artifacts import load_drift_reference, save_drift_reference
 from monitoring.baseline import Baseline, reference_sample
-from services.cli import app
+from services.tooling.cli import app
 
 
 @pytest.fixture(scope="module")

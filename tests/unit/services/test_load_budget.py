@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.bench_service import COLD_EVERY, request_bodies
-from services.load import LoadStats, LoadTestError, check_budget, read_aggregated
+from services.tooling.bench_service import COLD_EVERY, request_bodies
+from services.tooling.load import LoadStats, LoadTestError, check_budget, read_aggregated
 
 HEADER = (
     "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"

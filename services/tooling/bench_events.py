@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from feature_store.events import SEGMENT_GLOB
-from services.bench_client import Connection, HttpError, encode_posts
-from services.bench_service import RECOMMENDATION_SERVICE, ServedProcess, serve
+from services.tooling.bench_client import Connection, HttpError, encode_posts
+from services.tooling.bench_service import RECOMMENDATION_SERVICE, ServedProcess, serve
 
 FIRST_TIMESTAMP = 1_000_000_000  # 2001-09-09: after MovieLens 100K/1M, before any server clock
 

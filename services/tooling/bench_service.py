@@ -4,8 +4,8 @@ Each service runs as `bentoml serve <import path> --port P` in a process group o
 free loopback port. The figures: start to ready (first 200 from /readyz), sequential latency of
 POST /recommend k=10 (one keep-alive connection; known users and a few cold ones), then
 throughput and latency with N concurrent clients for D seconds. The same is measured for
-`services.trivial:TrivialService`, and the ratio of the two is the figure that holds on a shared
-machine. Every server is stopped (its whole process group) before returning.
+`services.tooling.trivial:TrivialService`, and the ratio of the two is the figure that holds on a
+shared machine. Every server is stopped (its whole process group) before returning.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import httpx
 import numpy as np
 
 from data.errors import RecsysError
-from services.bench_client import Connection, HttpError, encode_posts
+from services.tooling.bench_client import Connection, HttpError, encode_posts
 
 logger = logging.getLogger(__name__)
 
-TRIVIAL_SERVICE = "services.trivial:TrivialService"
+TRIVIAL_SERVICE = "services.tooling.trivial:TrivialService"
 RECOMMENDATION_SERVICE = "services.recommendation:RecommendationService"
 STARTUP_FAILED = b"Application startup failed"  # uvicorn's line when a worker cannot start
 COLD_EVERY = 20  # one request in 20 is for a user the models have never seen

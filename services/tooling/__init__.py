@@ -1,0 +1,1 @@
+"""Operator tooling: the `recsys` CLI, benchmarks, load tests, Helm checks, bento builds."""

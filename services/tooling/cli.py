@@ -1,0 +1,226 @@
+"""`recsys`: the one command-line entry point (noun, then verb).
+
+Every command builds Settings, calls one library function and prints a summary. Errors the
+project raises on purpose (`RecsysError`) print one line and exit with status 1. Training,
+evaluation and serving commands live here; `cli_data` holds `data`, `features` and `events`,
+`cli_bench` the operator checks (`bench`, `load`, `helm`, `drift`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from data.errors import RecsysError
+from services.settings import get_settings
+from services.tooling.cli_bench import bench_app, drift_app, helm_app, load
+from services.tooling.cli_common import (
+    DataDirOption,
+    console,
+    fail,
+    print_rows,
+    print_table,
+    resolve_data_dir,
+)
+from services.tooling.cli_data import data_app, events_app, features_app, features_materialize
+
+app = typer.Typer(
+    help="Two-stage movie recommender: data, training, evaluation, serving.",
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+app.add_typer(drift_app, name="drift")
+app.add_typer(bench_app, name="bench")
+app.add_typer(helm_app, name="helm")
+app.add_typer(events_app, name="events")
+
+
+@app.callback()
+def _main() -> None:
+    logging.basicConfig(
+        level=get_settings().log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def train(
+    data_dir: DataDirOption = None,
+    stage: Annotated[
+        str | None, typer.Option(help="Train one stage only: retrieval or ranking.")
+    ] = None,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Do nothing when trained models exist.")
+    ] = False,
+    events: Annotated[
+        str | None,
+        typer.Option(help="Merge served events: an event log directory or a redis:// URL."),
+    ] = None,
+) -> None:
+    """Train the deployable models on all the data and store them (the backtest: `evaluate`)."""
+    from feature_store.event_sources import load_events
+    from models.train import models_exist, train_all
+
+    settings = get_settings()
+    tags = settings.artifacts
+    wanted = (tags.two_tower_tag, tags.ranker_tag, tags.snapshot_tag, tags.drift_reference_tag,
+              tags.item_knn_tag, tags.content_tag, tags.popularity_tag)  # fmt: skip
+    if if_missing and models_exist(*wanted):
+        console.print("trained models found in the BentoML store; nothing to do")
+        return
+    stages = (stage,) if stage else ("retrieval", "ranking")
+    try:
+        given = None if events is None else load_events(events, settings.redis)
+        report = train_all(resolve_data_dir(settings, data_dir), settings.seed, stages,
+                           events=given)  # fmt: skip
+    except RecsysError as exc:
+        raise fail(exc) from exc
+    console.print({"validation": report.metrics, "tags": report.tags, **report.info})
+    console.print(f"seconds: {report.seconds}; total {sum(report.seconds.values()):.1f}")
+
+
+@app.command()
+def evaluate(
+    data_dir: DataDirOption = None,
+    recommendations: Annotated[
+        Path | None,
+        typer.Option(help="Score this `recommend --batch` output instead of backtesting."),
+    ] = None,
+    test: Annotated[
+        Path | None, typer.Option(help="Held-out ratings for --recommendations (`data split`).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where to write the JSON table.")] = Path(
+        "reports/evaluation.json"
+    ),
+) -> None:
+    """Backtest the training recipe on the protocol's test window, or score --recommendations.
+
+    The backtest applies `recsys train`'s recipe one step earlier (on all but each user's last
+    20%) and scores it on that last 20% beside most-popular and EASE^R; it stores no model.
+    With --recommendations and --test it scores a deployed service's batch answers instead
+    (--data-dir: the directory the service was trained on, for the catalog size).
+    """
+    from models.scoring import score_recommendations
+    from models.train import evaluate_all
+
+    settings = get_settings()
+    try:
+        source = resolve_data_dir(settings, data_dir)
+        if recommendations is not None or test is not None:
+            if recommendations is None or test is None:
+                raise RecsysError("--recommendations and --test go together")
+            metrics, info = score_recommendations(recommendations, test, source)
+            rows, title = {str(recommendations): metrics}, "as deployed (DESIGN.md metrics)"
+        else:
+            report = evaluate_all(source, settings.seed)
+            rows, title = report.metrics, "backtest: test window (DESIGN.md protocol)"
+            info = {**report.info, "seconds": report.seconds}
+    except RecsysError as exc:
+        raise fail(exc) from exc
+    print_table(title, rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"metrics": rows, **info}, indent=2))
+    console.print(f"wrote {out}; {info}")
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+) -> None:
+    """Run the RecommendationService with `bentoml serve` (retriever and ranker composed).
+
+    With FEATURE_STORE_MODE=redis the served snapshot is materialized into Redis first.
+    """
+    import os
+
+    if get_settings().feature_store_mode == "redis":
+        features_materialize(redis_url=None, snapshot_tag=None)
+    bentoml_bin = str(Path(sys.executable).with_name("bentoml"))
+    service = "services.recommendation:RecommendationService"
+    os.execv(bentoml_bin, [bentoml_bin, "serve", service, "--port", str(port), "--host", host])
+
+
+@app.command()
+def build(
+    only: Annotated[
+        list[str] | None, typer.Option(help="retriever, ranker or recommendation (repeatable).")
+    ] = None,
+) -> None:
+    """Build the retriever, ranker and recommendation bentos (see `bentoml list`)."""
+    from services.tooling.build import BENTOFILES, build_bentos
+
+    try:
+        tags = build_bentos(get_settings(), tuple(only or BENTOFILES))
+    except RecsysError as exc:
+        raise fail(exc) from exc
+    for tag in tags:
+        console.print(f"built {tag}")
+
+
+@app.command()
+def recommend(
+    user_id: Annotated[int | None, typer.Option("--user-id", help="One user to answer.")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Movies per user.")] = 10,
+    batch: Annotated[
+        Path | None, typer.Option(help="File with one user id per line (batch inference).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="JSON-lines output of --batch.")] = Path("recs.jsonl"),
+    stage: Annotated[
+        str, typer.Option(help="two-stage (default) or retrieval (first stage only).")
+    ] = "two-stage",
+) -> None:
+    """Recommend through the same pipeline the HTTP service runs (one user, or --batch)."""
+    from services.tooling.batch import recommend_many, write_batch
+
+    if (user_id is None) == (batch is None):
+        raise fail(RecsysError("give exactly one of --user-id or --batch"))
+    try:
+        if batch is not None:
+            n = write_batch(batch, out, k, stage)
+            console.print(f"wrote {n} users to {out}")
+        else:
+            print(json.dumps(next(recommend_many([user_id], k, stage)), indent=2))
+    except (RecsysError, ValueError) as exc:
+        raise fail(RecsysError(str(exc))) from exc
+
+
+@app.command()
+def replay(
+    test: Annotated[Path, typer.Option(help="Held-out ratings (`data split`'s test.csv).")],
+    url: Annotated[str, typer.Option(help="Base URL of the served service.")] = (
+        "http://127.0.0.1:3000"
+    ),
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Top-k cut-off.")] = 10,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N rows in time order.")] = None,
+    users: Annotated[int | None, typer.Option(min=1, help="Only the N lowest user ids.")] = None,
+    mode: Annotated[str, typer.Option(help="both (frozen, then applied), applied, frozen.")] = (
+        "both"
+    ),
+    out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+) -> None:
+    """Replay held-out ratings in time order: /recommend each, then (applied) post the rating."""
+    from services.tooling.replay import load_rows, parse_modes
+    from services.tooling.replay import replay as run
+
+    try:
+        report = run(url, load_rows(test, limit=limit, users=users), k=k, modes=parse_modes(mode))
+    except RecsysError as exc:
+        raise fail(exc) from exc
+    title = f"replay of {report.rows} ratings, {report.users} users ({report.selection})"
+    print_rows(title, *report.table())
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report.to_json(), indent=2))
+        console.print(f"wrote {out}")
+
+
+app.command()(load)  # defined with the other operator checks (cli_bench)
