@@ -41,9 +41,10 @@ TUNE_HISTORIES: tuple[int | None, ...] = (5, 20, 50, None)  # None: the whole hi
 TUNE_SHRINKS = (0.0, 3.0, 10.0, 30.0)
 TUNE_LAMBDAS = (300.0, 1000.0, 3000.0)
 TUNE_DECAYS = (1.0, 0.95, 0.9)
-# EASE^R's eigendecomposition takes ~4 minutes at 9k items on 2 cores, so tuning tries it only
-# on smaller catalogs unless told otherwise.
-EASE_TUNE_MAX_ITEMS = 5_000
+# Tuning tries EASE^R up to the dense solve's limit. Its setup costs ~4 minutes at 9k items on 2
+# cores (each build as much again), and on ml-latest-small it validated better than cosine
+# (Recall@100 0.395 vs 0.361) and lifted the backtest's two-stage NDCG@10 from 0.1549 to 0.1739.
+EASE_TUNE_MAX_ITEMS = 20_000
 
 
 @dataclass(frozen=True, eq=False)
