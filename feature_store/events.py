@@ -246,8 +246,3 @@ def read_log(directory: Path) -> list[RatingEvent]:
     if not Path(directory).is_dir():
         raise FileNotFoundError(f"no event log directory at {directory}")
     return EventLogReader(Path(directory)).read_new()
-
-
-def count_after(directory: Path, position: LogPosition) -> int:
-    """How many events the log holds after `position`."""
-    return len(EventLogReader(Path(directory), position).read_new())

@@ -116,7 +116,10 @@ class CandidateGenerator:
             for j, rows, got in lists:
                 at = np.minimum(np.searchsorted(ordered, rows), n - 1)
                 hit = ordered[at] == rows
-                ranks[order[at[hit]], j] = np.flatnonzero(hit)
+                # Rank among the source's proposals that made the list: when the cap cut a
+                # source's tail but a later proposal came in through another source, the ranks
+                # stay contiguous, as the wire form (`encode_sources`) carries them.
+                ranks[order[at[hit]], j] = np.arange(int(hit.sum()))
                 scores[order[at[hit]], j] = got[hit]
         return FusedCandidates(
             item_ids=retriever.item_ids[fused],

@@ -331,13 +331,7 @@ def bench_events(
     """Serve the RecommendationService with a fresh event log and measure POST /events.
 
     Args:
-        users: user ids the served models know.
-        items: movie ids of the served catalog.
-        calls: timed one-event calls.
-        clients: concurrent connections of the batch measurement.
-        batch: events per call of the batch measurement.
-        duration_s: seconds of the batch measurement.
-        trials: freshness trials.
+        users, items, calls, clients, batch, duration_s, trials: as `measure_events`.
         extra_env: environment added for the server (the event log's directory is set here).
         log_dir: where the server's log goes.
 
