@@ -13,6 +13,7 @@ segments in order by byte offset; they never hold a lock.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 SEGMENT_GLOB = "events-*.jsonl"
+LOCK_FILE = "events.lock"  # writers of one directory take turns on it (flock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,11 @@ class LogPosition:
 class EventLog:
     """The writer: appends events as whole JSON lines; bounded by rotation.
 
+    Several processes may append to one directory (the API workers of one server): each append
+    holds an exclusive `flock` on the directory's lock file, writes to the newest segment (another
+    writer may have rotated) and rotates by the segment's size on disk, so segments stay
+    append-only in order and every reader sees every event once.
+
     Args:
         directory: where the segments live (created).
         segment_bytes: start a new segment once the current one is this large.
@@ -129,6 +136,7 @@ class EventLog:
         self.segment_bytes = segment_bytes
         self.max_segments = max_segments
         self._lock = threading.Lock()
+        self._lock_fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o640)
         numbers = segment_numbers(self.directory)
         self._segment = numbers[-1] if numbers else 1
         self._fd = self._open(self._segment)
@@ -147,19 +155,29 @@ class EventLog:
         """Append `events` in one write; returns the log's end after them."""
         data = "".join(e.to_line() + "\n" for e in events).encode()
         with self._lock:
-            if self._size >= self.segment_bytes:
-                self._rotate()
-            written = os.write(self._fd, data)
-            while written < len(data):  # short writes are rare on regular files, never partial
-                written += os.write(self._fd, data[written:])
-            self._size += len(data)
-            return LogPosition(self._segment, self._size)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                while segment_path(self.directory, self._segment + 1).exists():
+                    self._open_segment(self._segment + 1)  # another writer rotated
+                self._size = os.fstat(self._fd).st_size  # other writers append here too
+                if self._size >= self.segment_bytes:
+                    self._rotate()
+                written = os.write(self._fd, data)
+                while written < len(data):  # short writes are rare on regular files
+                    written += os.write(self._fd, data[written:])
+                self._size += len(data)
+                return LogPosition(self._segment, self._size)
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _open_segment(self, number: int) -> None:
+        os.close(self._fd)
+        self._segment = number
+        self._fd = self._open(number)
+        self._size = os.fstat(self._fd).st_size
 
     def _rotate(self) -> None:
-        os.close(self._fd)
-        self._segment += 1
-        self._fd = self._open(self._segment)
-        self._size = 0
+        self._open_segment(self._segment + 1)
         for number in segment_numbers(self.directory)[: -self.max_segments]:
             logger.warning(
                 "event log: deleting segment %d (over %d segments); its events stay only in "
@@ -171,6 +189,7 @@ class EventLog:
         """Close the current segment."""
         with self._lock:
             os.close(self._fd)
+            os.close(self._lock_fd)
 
 
 class EventLogReader:
@@ -203,15 +222,20 @@ class EventLogReader:
             nxt = self.position.segment + 1
             if segment_path(self.directory, nxt).exists():
                 # The writer created the next segment after its last write to this one: one
-                # more read of this one is complete (a torn last line, if any, is dropped).
-                if exists:
+                # more read of this one is complete (a torn last line, if any, is dropped). Ask
+                # again whether it exists: it may have been created, filled and rotated since
+                # the first look.
+                if path.exists():
                     self._read_segment(path, out, limit)
                 if limit is not None and len(out) >= limit:
                     return
                 self.position = LogPosition(nxt, 0)
                 continue
             if not exists:  # deleted by rotation while we were behind: skip to the oldest left
-                later = [n for n in segment_numbers(self.directory) if n > self.position.segment]
+                numbers = segment_numbers(self.directory)
+                if self.position.segment in numbers:
+                    continue  # not deleted: created since the first look
+                later = [n for n in numbers if n > self.position.segment]
                 if later:
                     self.position = LogPosition(later[0], 0)
                     continue

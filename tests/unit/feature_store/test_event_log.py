@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from feature_store.events import EventLog, EventLogReader, LogPosition, RatingEvent, read_log
@@ -63,3 +65,36 @@ def test_reading_with_a_limit_resumes_where_it_stopped(tmp_path: Path) -> None:
         assert len(chunk) <= 7
         chunks += chunk
     assert chunks == [_event(n) for n in range(40)]
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from feature_store.events import EventLog, RatingEvent
+directory, first = Path(sys.argv[1]), int(sys.argv[2])
+log = EventLog(directory, segment_bytes=1024, max_segments=1000)
+for n in range(first, first + 400):
+    log.append([RatingEvent(user_id=n % 9, item_id=n, rating=3.5, timestamp=n)])
+log.close()
+"""
+
+
+def test_several_writer_processes_share_one_log(tmp_path: Path) -> None:
+    """The API workers of one server append to one log: a reader sees every event once."""
+    starts = (0, 10_000, 20_000)
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(start)])
+        for start in starts
+    ]
+    reader = EventLogReader(tmp_path)
+    got = []
+    while any(w.poll() is None for w in writers):
+        got += reader.read_new()
+    assert [w.wait() for w in writers] == [0, 0, 0]
+    got += reader.read_new()
+    expected = [n for start in starts for n in range(start, start + 400)]
+    assert sorted(e.item_id for e in got) == expected  # every event, once
+    assert len(list(tmp_path.glob("events-*.jsonl"))) > 10  # rotated many times meanwhile
+    for start in starts:  # each writer's events stay in its order
+        mine = [e.item_id for e in got if start <= e.item_id < start + 400]
+        assert mine == list(range(start, start + 400))
