@@ -17,7 +17,10 @@ it was built with. Formats are pickle-free.
 from __future__ import annotations
 
 import subprocess
+import sys
+from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import bentoml
@@ -29,6 +32,8 @@ if TYPE_CHECKING:  # heavy imports (xgboost) only where a ranker is saved or loa
     from models.config import RankingSettings
     from models.ranker import Ranker
     from models.retriever import Retriever
+    from models.two_tower import TwoTowerModel
+    from models.two_tower_arrays import TwoTowerConfig
 
 SNAPSHOT_MODEL = "feature-snapshot"
 TWO_TOWER_MODEL = "two-tower"
@@ -66,14 +71,29 @@ def base_metadata(feature_version: str, **extra: Any) -> dict[str, Any]:
 def get_model(tag: str) -> bentoml.Model:
     """Fetch a model from the store, with an error that says how to create it.
 
+    A model with an exact version never changes, so it is read (a YAML parse, ~13 ms here)
+    once per process; ``name:latest`` and bare names are resolved on every call.
+
     Raises:
         ArtifactError: the tag is not in the store.
     """
+    version = tag.partition(":")[2]
+    if version and version != "latest":
+        return _get_exact_model(tag)
+    return _get_model(tag)
+
+
+def _get_model(tag: str) -> bentoml.Model:
     try:
         return bentoml.models.get(tag)
     except bentoml.exceptions.NotFound as exc:
         wanted = "a model in the BentoML store (run `recsys train`)"
         raise ArtifactError(tag, wanted, "none") from exc
+
+
+@lru_cache(maxsize=256)
+def _get_exact_model(tag: str) -> bentoml.Model:
+    return _get_model(tag)
 
 
 def check_schema(model: bentoml.Model) -> None:
@@ -159,6 +179,7 @@ def load_source(tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 # --- two-tower retriever ----------------------------------------------------------------------
 
+USER_TOWER_PREFIX = "user_tower_"
 _TWO_TOWER_ARRAYS = (
     "item_ids", "item_embeddings", "popularity", "user_ids", "demo_user_ids", "demo_codes",
     "item_id_index", "item_genres", "item_year_bucket", "item_pop_bucket",
@@ -170,9 +191,10 @@ def save_two_tower(
 ) -> str:
     """Store a retriever as a new `two-tower` model; returns its tag.
 
-    Files: ``state_dict.pt`` (tensors only), ``config.json`` (TwoTowerConfig, sizes, index info),
-    ``index.faiss`` and one ``.npy`` per array (item embeddings, id maps, popularity,
-    demographic codes, item tower inputs). No pickles.
+    Files: ``state_dict.pt`` (the torch model, tensors only), ``config.json`` (TwoTowerConfig,
+    sizes, index info), ``index.faiss`` and one ``.npy`` per array (item embeddings, id maps,
+    popularity, demographic codes, item tower inputs, and the user tower's weights as
+    ``user_tower_<name>.npy``, which is all serving loads: no torch there). No pickles.
 
     Args:
         retriever: the trained retriever (its histories are not stored: they come from the
@@ -186,6 +208,8 @@ def save_two_tower(
     import torch
 
     parts = retriever.parts
+    if parts.model is None:
+        raise ArtifactError("two-tower", "a retriever with its torch model", "none")
     extra = {k: v for k, v in metadata.items() if k != "feature_version"}
     info = parts.index.info
     meta = base_metadata(
@@ -221,11 +245,19 @@ def save_two_tower(
         parts.index.write(str(root / "index.faiss"))
         for name in _TWO_TOWER_ARRAYS:
             np.save(root / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
+        for name, weights in parts.user_tower.arrays().items():
+            np.save(root / f"{USER_TOWER_PREFIX}{name}.npy", weights, allow_pickle=False)
     return str(model.tag)
 
 
-def load_two_tower(tag: str, history: Any) -> Retriever:
+def load_two_tower(tag: str, history: Any, with_model: bool = False) -> Retriever:
     """Load a stored retriever serving `history` (a ``user_id, item_id, timestamp`` DataFrame).
+
+    Args:
+        tag: the `two-tower` model's tag.
+        history: what each user has seen.
+        with_model: also load the torch model (`parts.model`); serving needs only the numpy
+            user tower, so by default torch is not even imported.
 
     Raises:
         ArtifactError: the tag is missing, or schema version or dimensions do not match.
@@ -233,11 +265,10 @@ def load_two_tower(tag: str, history: Any) -> Retriever:
     import json
 
     import numpy as np
-    import torch
 
     from models.retrieval import IndexInfo, ItemIndex
     from models.retriever import Retriever, RetrieverParts
-    from models.two_tower import ItemInputs, TwoTowerConfig, TwoTowerModel
+    from models.two_tower_arrays import ItemInputs, TwoTowerConfig, UserTowerArrays
 
     model = get_model(tag)
     check_schema(model)
@@ -250,19 +281,27 @@ def load_two_tower(tag: str, history: Any) -> Retriever:
     expected = (spec["n_items"], config.dim)
     if emb.shape != expected or (info.n_items, info.dim) != expected:
         raise ArtifactError(str(model.tag), f"item embeddings {expected}", emb.shape)
-    tower = TwoTowerModel(spec["n_users"], spec["n_items"], config)
-    state = torch.load(root / "state_dict.pt", weights_only=True)
-    try:
-        tower.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ArtifactError(str(model.tag), "state_dict matching the config", str(exc)) from exc
-    tower.eval()
+    stored_tower = sorted(root.glob(f"{USER_TOWER_PREFIX}*.npy"))
+    torch_model = None
+    if with_model or not stored_tower:  # models stored before the numpy tower was: from torch
+        torch_model = _load_torch_two_tower(str(model.tag), root, spec, config)
+    if stored_tower:
+        prefix = len(USER_TOWER_PREFIX)
+        tower = UserTowerArrays({p.stem[prefix:]: np.load(p) for p in stored_tower})
+    else:
+        from models.two_tower import user_tower_arrays
+
+        assert torch_model is not None
+        tower = user_tower_arrays(torch_model.user_tower)
+    if tower.history_emb.shape != (spec["n_items"] + 1, config.dim):
+        raise ArtifactError(str(model.tag), "user tower of the catalog", tower.history_emb.shape)
     index = ItemIndex.read(str(root / "index.faiss"), info)
     if index.index.ntotal != info.n_items or index.index.d != info.dim:
         got = (index.index.ntotal, index.index.d)
         raise ArtifactError(str(model.tag), f"index of {expected}", got)
     parts = RetrieverParts(
-        model=tower,
+        user_tower=tower,
+        model=torch_model,
         config=config,
         item_ids=arrays["item_ids"],
         inputs=ItemInputs(
@@ -279,6 +318,22 @@ def load_two_tower(tag: str, history: Any) -> Retriever:
         demo_codes=arrays["demo_codes"],
     )
     return Retriever(parts, history)
+
+
+def _load_torch_two_tower(
+    tag: str, root: Path, spec: dict[str, Any], config: TwoTowerConfig
+) -> TwoTowerModel:
+    import torch
+
+    from models.two_tower import TwoTowerModel
+
+    model = TwoTowerModel(spec["n_users"], spec["n_items"], config)
+    state = torch.load(root / "state_dict.pt", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ArtifactError(tag, "state_dict matching the config", str(exc)) from exc
+    return model.eval()
 
 
 # --- ranker -----------------------------------------------------------------------------------
@@ -316,8 +371,7 @@ def load_ranker(
     """
     import json
 
-    import xgboost as xgb
-
+    xgb = import_xgboost()
     from models.ranker import Ranker
 
     model = get_model(tag)
@@ -329,6 +383,26 @@ def load_ranker(
         return Ranker.from_spec(booster, spec, settings)
     except ArtifactError as exc:
         raise ArtifactError(str(model.tag), exc.expected, exc.got) from exc
+
+
+def import_xgboost() -> ModuleType:
+    """`import xgboost`, without letting it import scikit-learn when nothing has yet.
+
+    xgboost imports scikit-learn (and with it scipy.stats) for its sklearn-style estimators:
+    1.8 s here, most of a served process's start. The ranker uses only the Booster, so a process
+    that has not imported scikit-learn (a served one) gets xgboost without it; one that has (a
+    test run, training) gets it as usual.
+    """
+    if "xgboost" in sys.modules or "sklearn" in sys.modules:
+        import xgboost
+
+        return xgboost
+    sys.modules["sklearn"] = None  # type: ignore[assignment]  # `import sklearn` raises ImportError
+    try:
+        import xgboost
+    finally:
+        del sys.modules["sklearn"]
+    return xgboost
 
 
 # --- drift reference ----------------------------------------------------------------------------
@@ -373,14 +447,34 @@ def load_drift_reference(tag: str = f"{DRIFT_REFERENCE_MODEL}:latest") -> tuple[
         ArtifactError: unknown tag, other schema version, or sample columns that differ from
             the baseline's features.
     """
-    import pandas as pd
+    return load_drift_baseline(tag), load_drift_sample(tag)
 
+
+def load_drift_baseline(tag: str = f"{DRIFT_REFERENCE_MODEL}:latest") -> Any:
+    """The `Baseline` of a stored drift reference (what the in-process monitor needs).
+
+    Raises:
+        ArtifactError: unknown tag or other schema version.
+    """
     from monitoring.baseline import Baseline
 
     model = get_model(tag)
     check_schema(model)
-    baseline = Baseline.from_json(Path(model.path) / DRIFT_BASELINE_FILE)
+    return Baseline.from_json(Path(model.path) / DRIFT_BASELINE_FILE)
+
+
+def load_drift_sample(tag: str = f"{DRIFT_REFERENCE_MODEL}:latest") -> Any:
+    """The reference sample `DataFrame` of a stored drift reference (the Evidently job's).
+
+    Raises:
+        ArtifactError: unknown tag, other schema version, or sample columns that differ from
+            the baseline's features.
+    """
+    import pandas as pd
+
+    baseline = load_drift_baseline(tag)
+    model = get_model(tag)
     sample = pd.read_parquet(Path(model.path) / DRIFT_SAMPLE_FILE)
     if list(sample.columns) != baseline.names:
         raise ArtifactError(str(model.tag), baseline.names, list(sample.columns))
-    return baseline, sample
+    return sample

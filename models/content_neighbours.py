@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from data.features import genre_matrix
 from models.sources import SourceCandidates, UserContext, top_k_unseen
@@ -40,7 +40,14 @@ CHUNK_CELLS = 8_000_000  # similarity cells (rows x cold movies) computed at onc
 _TRAILING_YEAR = re.compile(r"\s*\(\s*\d{4}(?:\s*[-–]\s*\d{0,4})?\s*\)\s*$")
 _POSSESSIVE = re.compile(r"['’]s\b")
 _WORD = re.compile(r"[^\W_]+")
-STOP_WORDS = frozenset(ENGLISH_STOP_WORDS)
+
+
+@cache
+def stop_words() -> frozenset[str]:
+    """scikit-learn's English stop words (imported on first use: serving never needs them)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS)
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,8 @@ def title_tokens(title: str) -> list[str]:
     ['star', 'wars', 'episode', 'iv', 'new', 'hope']
     """
     stripped = _POSSESSIVE.sub("", _TRAILING_YEAR.sub("", title).lower())
-    return [t for t in _WORD.findall(stripped) if t not in STOP_WORDS]
+    stop = stop_words()
+    return [t for t in _WORD.findall(stripped) if t not in stop]
 
 
 def title_tfidf(titles: list[str]) -> sp.csr_matrix:

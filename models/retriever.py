@@ -23,10 +23,11 @@ import pandas as pd
 from data.features import encode_demographics
 from models.retrieval import ItemIndex
 from models.sources import UserContext
-from models.two_tower import ItemInputs, TwoTowerConfig, TwoTowerModel, UserTowerArrays
+from models.two_tower_arrays import ItemInputs, TwoTowerConfig, UserTowerArrays
 
 if TYPE_CHECKING:
     from feature_store.events import RatingEvent
+    from models.two_tower import TwoTowerModel
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class UserState:
 class RetrieverParts:
     """Everything a `Retriever` is made of except the user histories."""
 
-    model: TwoTowerModel
+    user_tower: UserTowerArrays  # the query side, in numpy
     config: TwoTowerConfig
     item_ids: np.ndarray  # (I,) int64 sorted MovieLens ids; row r of the index is item_ids[r]
     inputs: ItemInputs  # item tower inputs in the same row order
@@ -67,6 +68,7 @@ class RetrieverParts:
     user_ids: np.ndarray  # (U,) int64 sorted users with a trained id embedding (row + 1)
     demo_user_ids: np.ndarray  # (Ud,) int64 sorted users with known demographics
     demo_codes: np.ndarray  # (Ud, 4) int64 demographic codes (0 = unknown)
+    model: TwoTowerModel | None = None  # the torch model: after training, or loaded on request
 
 
 def _sorted_lookup(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +97,7 @@ class Retriever:
         history: ``user_id``, ``item_id``, ``timestamp`` rows: what each user has seen.
         """
         self.parts = parts
-        self.tower = UserTowerArrays(parts.model.user_tower)
+        self.tower = parts.user_tower
         self._set_history(history)
 
     @property

@@ -30,7 +30,13 @@ from models.config import RetrievalSettings
 from models.evaluation import evaluate_recommender
 from models.retrieval import IndexInfo, ItemIndex, build_index, flat_index
 from models.retriever import Retriever, RetrieverParts
-from models.two_tower import ItemInputs, TwoTowerConfig, TwoTowerModel, item_inputs
+from models.two_tower import (
+    ItemInputs,
+    TwoTowerConfig,
+    TwoTowerModel,
+    item_inputs,
+    user_tower_arrays,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +140,7 @@ def _parts(
         index = ItemIndex(flat_index(embeddings), IndexInfo("flat", *embeddings.shape, 1.0, 0.0))
     demo_cols = [snapshot.user_columns.index(c) for c in DEMOGRAPHIC_COLUMNS]
     return RetrieverParts(
+        user_tower=user_tower_arrays(model.user_tower),
         model=model,
         config=config,
         item_ids=item_ids,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -30,18 +31,23 @@ logger = logging.getLogger(__name__)
 SERVICE_CHECK_MAX_ROWS = 5_000
 
 
-def _import_evidently() -> None:
-    import evidently.presets  # noqa: F401
-
-
 class ServedFeatureMonitor:
     """In-process drift monitor plus sampled feature log for one service."""
 
     def __init__(
-        self, baseline: Baseline, reference: pd.DataFrame, settings: DriftSettings
+        self,
+        baseline: Baseline,
+        reference: pd.DataFrame | Callable[[], pd.DataFrame],
+        settings: DriftSettings,
     ) -> None:
+        """Args:
+        baseline: the training features' baseline (the in-process monitor's).
+        reference: the Evidently job's reference sample, or a function that loads it (called
+            by the first check, off the request path).
+        settings: window, thresholds, log and report directories.
+        """
         self.settings = settings
-        self.reference = reference
+        self._reference = reference
         self.monitor = DriftMonitor(baseline, settings)
         self.log = InferenceLog(settings, [f.name for f in baseline.features])
         # The in-service check must answer within the request timeout: sample fewer rows than
@@ -55,9 +61,14 @@ class ServedFeatureMonitor:
         self._report_lock = threading.Lock()
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-check")
         self._job: Future[dict[str, Any]] | None = None
-        # Evidently takes seconds to import: do it now, off the request path, so that
-        # POST /drift/check pays only for the report itself.
-        threading.Thread(target=_import_evidently, name="evidently-import", daemon=True).start()
+        # Evidently (seconds to import) is imported by the first check's job thread, not at
+        # start: an import thread would hold the GIL against startup and the first requests.
+
+    def reference(self) -> pd.DataFrame:
+        """The reference sample (loaded on first use)."""
+        if callable(self._reference):
+            self._reference = self._reference()
+        return self._reference
 
     def observe(self, features: np.ndarray) -> None:
         """Record one request's (N, F) served features (cheap: the request path calls it)."""
@@ -78,7 +89,7 @@ class ServedFeatureMonitor:
             self.log.flush()
             try:
                 result = run_drift_report(
-                    self.settings.log_dir, self.reference, self.settings.report_dir, self.spec
+                    self.settings.log_dir, self.reference(), self.settings.report_dir, self.spec
                 )
             except NoLoggedTrafficError as exc:
                 return {"error": str(exc)}

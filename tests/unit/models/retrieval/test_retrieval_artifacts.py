@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import bentoml
@@ -43,6 +45,24 @@ def test_round_trip_gives_same_results(
     cold = loaded.retrieve(123_456_789, k=10)
     assert cold.cold_start
     assert cold.item_ids.tolist() == retriever.retrieve(123_456_789, k=10).item_ids.tolist()
+    assert loaded.parts.model is None  # serving loads the numpy user tower only
+    with_model = load_two_tower(saved_tag, synth_split.train, with_model=True)
+    assert with_model.parts.model is not None
+    np.testing.assert_array_equal(with_model.recommend(users, 100)[0], want)
+
+
+def test_serving_loads_the_retriever_without_torch(saved_tag: str) -> None:
+    """A served retriever starts without importing torch (seconds of start time here)."""
+    script = (
+        "import sys; import pandas as pd; from models.artifacts import load_two_tower; "
+        f"r = load_two_tower({saved_tag!r}, "
+        "pd.DataFrame({'user_id': [1], 'item_id': [1], 'timestamp': [0]})); "
+        "print(r.retrieve(1, k=5).item_ids.size, 'torch' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split()[-2:] == ["5", "False"], done.stdout + done.stderr
 
 
 def test_metadata_and_files(saved_tag: str, fit_snapshot: FeatureSnapshot) -> None:
@@ -55,6 +75,7 @@ def test_metadata_and_files(saved_tag: str, fit_snapshot: FeatureSnapshot) -> No
     assert meta["schema_version"] == 1
     files = {p.name for p in Path(model.path).iterdir()}
     assert {"state_dict.pt", "config.json", "index.faiss", "item_embeddings.npy"} <= files
+    assert {"user_tower_w1.npy", "user_tower_history_emb.npy"} <= files
     assert not any(name.endswith((".pkl", ".pickle")) for name in files)
     # The stored files agree with each other, read with the libraries' own loaders: the FAISS
     # index holds one row per stored embedding, of the configured size.

@@ -20,6 +20,7 @@ from models.two_tower import (
     TwoTowerModel,
     UserTowerArrays,
     item_inputs,
+    user_tower_arrays,
 )
 
 from .conftest import SMALL_CONFIG
@@ -35,13 +36,15 @@ def test_numpy_user_tower_matches_torch() -> None:
     expected = model.user_tower(
         torch.from_numpy(user), torch.from_numpy(demo), torch.from_numpy(history)
     ).detach()
-    arrays = UserTowerArrays(model.user_tower)
+    arrays = user_tower_arrays(model.user_tower)
     counts = (history > 0).sum(axis=1)
     rows = np.concatenate([h[h > 0] for h in history])
     pooled = arrays.pooled_history(rows, np.concatenate([[0], np.cumsum(counts)]))
     got = arrays.query(user, demo, pooled)
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    rebuilt = UserTowerArrays(arrays.arrays())  # what a stored model is loaded back from
+    np.testing.assert_array_equal(rebuilt.query(user, demo, pooled), got)
 
 
 def test_item_inputs_rare_and_unrated_items() -> None:
