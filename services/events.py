@@ -120,7 +120,7 @@ class EventIngest:
     """Accepts events for one replica: log first, then Redis in redis mode."""
 
     def __init__(self, settings: Settings, snapshot: FeatureSnapshot) -> None:
-        self.settings = settings.events
+        self.settings = settings.replica_events()
         ServedCatalog.item_ids = snapshot.item_ids
         self.version = snapshot.version
         self.known = known_events(snapshot)

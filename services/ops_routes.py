@@ -18,8 +18,6 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.pipeline import call_stage
-
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
@@ -73,7 +71,7 @@ def _service() -> Any:
 
 async def _ask_ranker(method: str, **kwargs: Any) -> dict[str, Any]:
     """Call an operational API of the ranker stage."""
-    result: dict[str, Any] = await call_stage(_service().pipeline.ranker, method, **kwargs)
+    result: dict[str, Any] = await _service().stages.ask("ranker", method, **kwargs)
     return result
 
 
@@ -87,6 +85,7 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "status": "degraded" if degraded else "ok",
+            "stages": _service().stages.placement,
             "feature_store": feature_store,
             "events": events,
         }
@@ -103,8 +102,8 @@ async def info(request: Request) -> JSONResponse:
     """Model tags and versions, feature version, dataset fingerprint, config in force."""
     service = _service()
     body = service.info()
-    body["retriever"] = await call_stage(service.pipeline.retriever, "info")
-    body["ranker"] = await call_stage(service.pipeline.ranker, "info")
+    body["retriever"] = await service.stages.ask("retriever", "info")
+    body["ranker"] = await service.stages.ask("ranker", "info")
     return JSONResponse(body)
 
 

@@ -1,24 +1,25 @@
 """The request path without BentoML: retrieve -> rank -> response with titles and timings.
 
-The two stages are whatever objects answer `retrieve(...)` and `rank(...)` with the
-RetrieverService / RankerService payloads: the service instances themselves when BentoML composes
-them in one process, or `services.stage_client.StageClient`s when they run in other processes.
-Both are awaited through `call_stage`, so the pipeline is async either way.
+The two stages are reached through `services.stages`: in this process (`InProcessStages`,
+candidates as arrays) or behind their APIs (`RemoteStages`, candidates in their wire form), as
+RECSYS_STAGES says. The pipeline is the same either way.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel
 
 from services.api_models import Recommendation, RecommendResponse
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from services.stages import Stages
 
 REQUESTS = Counter("recsys_requests", "Recommendation requests by outcome", ["outcome"])
 COLD_STARTS = Counter("recsys_cold_starts", "Requests for users unknown to the models")
@@ -51,23 +52,11 @@ class Catalog:
         return [str(t) if f else "" for t, f in zip(self.titles[pos], found, strict=True)]
 
 
-async def call_stage(stage: Any, name: str, **kwargs: Any) -> Any:
-    """Call a stage's API: awaited for remote stages and async APIs, returned directly else."""
-    result = getattr(stage, name)(**kwargs)
-    if inspect.isawaitable(result):
-        result = await result
-    # In process a stage returns its response model; over HTTP the same fields as a dict.
-    return result.model_dump() if isinstance(result, BaseModel) else result
-
-
 class RecommendationPipeline:
-    """Composes a retriever and a ranker into the /recommend answer."""
+    """Composes the retriever and the ranker into the /recommend answer."""
 
-    def __init__(
-        self, retriever: Any, ranker: Any, catalog: Catalog, candidates: int = 200
-    ) -> None:
-        self.retriever = retriever
-        self.ranker = ranker
+    def __init__(self, stages: Stages, catalog: Catalog, candidates: int = 200) -> None:
+        self.stages = stages
         self.catalog = catalog
         self.candidates = candidates  # the fused list's cap
 
@@ -76,44 +65,27 @@ class RecommendationPipeline:
     ) -> RecommendResponse:
         """Top-`k` movies for `user_id` with titles, scores, model versions and stage timings."""
         start = time.perf_counter()
-        found = await call_stage(
-            self.retriever,
-            "retrieve",
-            user_id=user_id,
-            k=max(self.candidates, k),
-            exclude_item_ids=[],
-            exclude_seen=exclude_seen,
-        )
+        found = await self.stages.retrieve(user_id, max(self.candidates, k), exclude_seen)
         retrieved = time.perf_counter()
-        items: list[dict[str, Any]] = []
-        ranker_version: dict[str, Any] = {}
+        items = []
+        ranker_version: dict[str, str] = {}
         features_ms = 0.0  # the ranker's own feature read + assembly time
-        if found["item_ids"]:
-            ranked = await call_stage(
-                self.ranker,
-                "rank",
-                user_id=user_id,
-                item_ids=found["item_ids"],
-                retrieval_scores=found["scores"],
-                k=k,
-                explain=explain,
-                sources=found.get("sources") or None,
-                source_scores=found.get("source_scores") or None,
-            )
-            items = ranked["items"]
-            ranker_version = ranked["model_version"]
-            features_ms = float(ranked.get("timings_ms", {}).get("features", 0.0))
+        if found.item_ids:
+            ranked = await self.stages.rank(user_id, found, k, explain)
+            items = ranked.items
+            ranker_version = ranked.model_version
+            features_ms = float(ranked.timings_ms.get("features", 0.0))
         done = time.perf_counter()
 
-        titles = self.catalog.titles_of([it["item_id"] for it in items])
+        titles = self.catalog.titles_of([it.item_id for it in items])
         recommendations = [
             Recommendation(
-                item_id=it["item_id"],
+                item_id=it.item_id,
                 title=title,
-                score=it["score"],
+                score=it.score,
                 rank=rank,
-                reasons=it.get("contributions"),
-                sources=it.get("sources"),
+                reasons=it.contributions,
+                sources=it.sources,
             )
             for rank, (it, title) in enumerate(zip(items, titles, strict=True), start=1)
         ]
@@ -128,13 +100,13 @@ class RecommendationPipeline:
         STAGE_SECONDS.labels("retrieval").observe(retrieved - start)
         STAGE_SECONDS.labels("ranking").observe(ranking_call)
         STAGE_SECONDS.labels("total").observe(timings["total"] / 1e3)
-        if found["cold_start"]:
+        if found.cold_start:
             COLD_STARTS.inc()
         REQUESTS.labels("ok").inc()
         return RecommendResponse(
             user_id=user_id,
             recommendations=recommendations,
-            cold_start=bool(found["cold_start"]),
-            model_version={**found.get("model_version", {}), **ranker_version},
+            cold_start=found.cold_start,
+            model_version={**found.model_version, **ranker_version},
             timings_ms=timings,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from functools import partial
 from typing import Annotated, Any
 
 import bentoml
@@ -55,15 +56,19 @@ class RankerService:
         self.ranker = artifacts.load_ranker(str(self.ranker_model.tag), settings.ranking)
         snapshot = artifacts.load_snapshot(str(self.snapshot_model.tag))
         self.store = build_feature_store(
-            settings.feature_store_mode, settings.redis, snapshot, settings.events
+            settings.feature_store_mode, settings.redis, snapshot, settings.replica_events()
         )
         self.ranker.check_store(self.store)
         self.model_version = {
             "ranker": str(artifacts.get_model(str(self.ranker_model.tag)).tag),
             "feature_version": self.store.version,
         }
-        baseline, reference = artifacts.load_drift_reference(str(self.drift_model.tag))
-        self.monitor = ServedFeatureMonitor(baseline, reference, settings.drift)
+        drift_tag = str(self.drift_model.tag)
+        self.monitor = ServedFeatureMonitor(
+            artifacts.load_drift_baseline(drift_tag),
+            partial(artifacts.load_drift_sample, drift_tag),  # read by the first drift check
+            settings.drift,
+        )
         self._ready = True
         # Loaded objects live for the process: keep them out of every GC pass (DESIGN.md traps).
         gc.freeze()
@@ -71,6 +76,58 @@ class RankerService:
 
     def __is_ready__(self) -> bool:
         return self._ready
+
+    def rank_candidates(
+        self,
+        user_id: int,
+        item_ids: np.ndarray,
+        retrieval_scores: np.ndarray | None,
+        k: int = 10,
+        explain: bool = False,
+        source_ranks: np.ndarray | None = None,
+        source_scores: np.ndarray | None = None,
+    ) -> RankResponse:
+        """Order `item_ids` for `user_id` (what `rank` answers, from arrays).
+
+        The RecommendationService calls this directly when the stages run in its process.
+
+        Args:
+            user_id: MovieLens user id; unknown users get default features.
+            item_ids: (N,) int64 candidates in fusion order.
+            retrieval_scores: (N,) float32 two-tower scores, or None.
+            k: how many items to return.
+            explain: add each item's top three feature contributions and its sources.
+            source_ranks: (N, S) rank of each candidate in each source (NaN = not proposed).
+            source_scores: (N, S) its score there.
+        """
+        features = None
+        if source_ranks is not None and source_scores is not None:
+            features = source_features(source_ranks, source_scores)
+        result = self.ranker.rank(
+            user_id, item_ids, retrieval_scores, self.store, k, explain, sources=features
+        )
+        if result.features is not None:
+            self.monitor.observe(result.features)
+        explained = result.contributions or [None] * len(result.item_ids)
+        proposed: list[list[str] | None] = [None] * len(result.item_ids)
+        if explain and source_ranks is not None and result.positions is not None:
+            hit = ~np.isnan(source_ranks[result.positions])
+            proposed = [[SOURCE_ORDER[j] for j in np.flatnonzero(row)] for row in hit]
+        items = [
+            RankedItem(
+                item_id=int(i),
+                score=float(s),
+                contributions=None
+                if top is None
+                else [Contribution(feature=f, value=v) for f, v in top],
+                sources=names,
+            )
+            for i, s, top, names in zip(
+                result.item_ids, result.scores, explained, proposed, strict=True
+            )
+        ]
+        timings = {name: round(ms, 3) for name, ms in (result.timings_ms or {}).items()}
+        return RankResponse(items=items, model_version=self.model_version, timings_ms=timings)
 
     @bentoml.api
     async def rank(
@@ -99,45 +156,21 @@ class RankerService:
             raise InvalidArgument(
                 f"retrieval_scores has {len(retrieval_scores)} values for {len(item_ids)} item_ids"
             )
-        scores = None if retrieval_scores is None else np.asarray(retrieval_scores, np.float32)
-        features = None
+        ranks = values = None
         if sources:
             try:
                 ranks, values = decode_sources(len(item_ids), sources, source_scores or {})
             except ValueError as exc:
                 raise InvalidArgument(str(exc)) from exc
-            features = source_features(ranks, values)
-        result = self.ranker.rank(
+        return self.rank_candidates(
             user_id,
             np.asarray(item_ids, dtype=np.int64),
-            scores,
-            self.store,
+            None if retrieval_scores is None else np.asarray(retrieval_scores, np.float32),
             k,
             explain,
-            sources=features,
+            ranks,
+            values,
         )
-        if result.features is not None:
-            self.monitor.observe(result.features)
-        explained = result.contributions or [None] * len(result.item_ids)
-        proposed: list[list[str] | None] = [None] * len(result.item_ids)
-        if explain and features is not None and result.positions is not None:
-            hit = ~np.isnan(ranks[result.positions])
-            proposed = [[SOURCE_ORDER[j] for j in np.flatnonzero(row)] for row in hit]
-        items = [
-            RankedItem(
-                item_id=int(i),
-                score=float(s),
-                contributions=None
-                if top is None
-                else [Contribution(feature=f, value=v) for f, v in top],
-                sources=names,
-            )
-            for i, s, top, names in zip(
-                result.item_ids, result.scores, explained, proposed, strict=True
-            )
-        ]
-        timings = {name: round(ms, 3) for name, ms in (result.timings_ms or {}).items()}
-        return RankResponse(items=items, model_version=self.model_version, timings_ms=timings)
 
     @bentoml.api
     def health(self) -> dict[str, Any]:

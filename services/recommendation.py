@@ -1,8 +1,13 @@
 """RecommendationService: the HTTP API of DESIGN.md, composing the retriever and ranker bentos.
 
-`bentoml.depends()` wires the two stages: under `bentoml serve` BentoML runs them as it runs
-dependencies; with RECSYS_RETRIEVER_URL / RECSYS_RANKER_URL set (Kubernetes) they are reached by
-URL, so each bento deploys and scales on its own.
+Where the two stages run is one setting, ``RECSYS_STAGES`` (read when this module is imported):
+
+- `embedded` (default): the service builds RetrieverService and RankerService instances in its
+  own process and calls them directly: one process per worker, no hop. `bentoml serve` starts
+  nothing else. The stages' models are declared on this service too, so its bento carries them.
+- `remote`: `bentoml.depends()` wires the stages: under `bentoml serve` BentoML runs them as
+  dependency processes; with RECSYS_RETRIEVER_URL / RECSYS_RANKER_URL set (Kubernetes) they are
+  reached by URL, so each bento deploys and scales on its own.
 
 Routes: POST /recommend and POST /events (BentoML APIs, validated by `RecommendRequest` and
 `EventsRequest`), and the operational GET/POST routes (/health, /ready, /info, /drift/*) in a
@@ -36,8 +41,11 @@ from services.ranker import RankerService
 from services.retriever import RetrieverService
 from services.settings import get_settings
 from services.stage_client import StageUnavailable, stage
+from services.stages import InProcessStages, RemoteStages, Stages
 
 logger = logging.getLogger(__name__)
+
+STAGES = get_settings().stages
 
 
 class RecommendRequest(BaseModel):
@@ -57,14 +65,15 @@ class RecommendRequest(BaseModel):
     name="recommendation",
     # BentoML 1.4 keeps every request's timeout timer alive for `timeout` s: keep it short.
     traffic={"timeout": get_settings().request_timeout_s},
-    workers=1,
+    workers=get_settings().workers,
 )
 @bentoml.asgi_app(ops_app, path="/")
 class RecommendationService:
     """Retrieve ~100 candidates, rank them, answer with titles, scores, versions and timings."""
 
-    retriever = bentoml.depends(RetrieverService, url=get_settings().retriever_url)
-    ranker = bentoml.depends(RankerService, url=get_settings().ranker_url)
+    if STAGES == "remote":
+        retriever = bentoml.depends(RetrieverService, url=get_settings().retriever_url)
+        ranker = bentoml.depends(RankerService, url=get_settings().ranker_url)
     snapshot_model = BentoModel(get_settings().artifacts.snapshot_tag)
 
     def __init__(self) -> None:
@@ -77,15 +86,24 @@ class RecommendationService:
         self.feature_version = snapshot.version
         self.snapshot_metadata = snapshot.metadata
         self.ingest = EventIngest(settings, snapshot)
+        self.stages: Stages
+        if STAGES == "embedded":
+            self.stages = InProcessStages(RetrieverService(), RankerService())
+        else:
+            self.stages = RemoteStages(
+                stage(self, "retriever", settings.request_timeout_s),
+                stage(self, "ranker", settings.request_timeout_s),
+            )
         self.pipeline = RecommendationPipeline(
-            stage(self, "retriever", settings.request_timeout_s),
-            stage(self, "ranker", settings.request_timeout_s),
+            self.stages,
             Catalog.from_frame(snapshot.catalog),
             candidates=settings.retrieval.fused_max,
         )
         self.ready = True
         gc.freeze()  # loaded objects live for the process: keep them out of GC passes
-        logger.info("recommendation service ready (features %s)", self.feature_version)
+        logger.info(
+            "recommendation service ready (stages %s, features %s)", STAGES, self.feature_version
+        )
 
     def __is_ready__(self) -> bool:
         return self.ready
@@ -117,6 +135,8 @@ class RecommendationService:
         config["redis"].pop("password", None)
         return {
             "service": "recommendation",
+            "stages": self.stages.placement,
+            "workers": self.settings.workers,
             "feature_snapshot": self.snapshot_tag,
             "purpose": self.snapshot_labels.get("purpose", "unlabelled"),
             "feature_version": self.feature_version,
@@ -130,3 +150,21 @@ class RecommendationService:
 
 
 RecommendationService.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+
+
+def _declare_models_of(service: Any, stages: tuple[Any, ...]) -> None:
+    """Add the models `stages` declare to `service`'s, once each (embedded placement).
+
+    The stages are built in the service's process: BentoML then resolves their models for it,
+    and a bento of the service alone carries every model it loads.
+    """
+    declared = {str(m.tag) for m in service.models}
+    for stage_service in stages:
+        for model in stage_service.models:
+            if str(model.tag) not in declared:
+                service.models.append(model)
+                declared.add(str(model.tag))
+
+
+if STAGES == "embedded":
+    _declare_models_of(RecommendationService, (RetrieverService, RankerService))

@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import bentoml
+import numpy as np
 from bentoml.models import BentoModel
 from prometheus_client import Counter
 from pydantic import Field
 
 from feature_store.resilient import build_feature_store
 from models import artifacts
-from models.candidates import CandidateGenerator, kinds_for, sources_from_models
+from models.candidates import (
+    CandidateGenerator,
+    FusedCandidates,
+    kinds_for,
+    sources_from_models,
+)
 from models.sources import SOURCE_ORDER, encode_sources
 from services.api_models import RetrieveResponse
 from services.settings import DEPENDENCY_CONNECTION, get_settings
@@ -73,7 +80,7 @@ class RetrieverService:
             self.retriever, sources_from_models(stored), quotas, settings.retrieval.fused_max
         )
         self.store = build_feature_store(
-            settings.feature_store_mode, settings.redis, snapshot, settings.events
+            settings.feature_store_mode, settings.redis, snapshot, settings.replica_events()
         )
         self.model_version = {
             "two_tower": str(artifacts.get_model(tag).tag),
@@ -89,6 +96,25 @@ class RetrieverService:
 
     def __is_ready__(self) -> bool:
         return self._ready
+
+    def fused_candidates(
+        self,
+        user_id: int,
+        k: int = 200,
+        exclude_item_ids: Sequence[int] = (),
+        exclude_seen: bool = True,
+    ) -> FusedCandidates:
+        """Fused candidates for `user_id` (what `retrieve` answers, before its wire form).
+
+        The RecommendationService calls this directly when the stages run in its process.
+        """
+        live = self.store.user_events(user_id)
+        fused = self.generator.generate(user_id, exclude_item_ids, exclude_seen, live=live, limit=k)
+        proposed = (~np.isnan(fused.source_ranks)).sum(axis=0)
+        for name, count in zip(SOURCE_ORDER, proposed.tolist(), strict=True):
+            if count:
+                self._per_source[name].inc(count)
+        return fused
 
     @bentoml.api
     async def retrieve(
@@ -106,11 +132,8 @@ class RetrieverService:
             exclude_item_ids: item ids never to return.
             exclude_seen: drop the items the user has rated.
         """
-        live = self.store.user_events(user_id)
-        fused = self.generator.generate(user_id, exclude_item_ids, exclude_seen, live=live, limit=k)
+        fused = self.fused_candidates(user_id, k, exclude_item_ids, exclude_seen)
         positions, values = encode_sources(fused.source_ranks, fused.source_scores)
-        for name, proposed in positions.items():
-            self._per_source[name].inc(len(proposed))
         return RetrieveResponse(
             item_ids=fused.item_ids.tolist(),
             scores=fused.two_tower_scores.tolist(),

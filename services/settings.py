@@ -73,16 +73,41 @@ class Settings(BaseSettings):
     request_timeout_s: float = 2.0
     """BentoML traffic timeout of each service. Short on purpose: BentoML 1.4 keeps a timer per
     request alive this long, and many live timers stretch GC pauses into the p99 (DESIGN.md)."""
+    stages: Literal["embedded", "remote"] = "embedded"
+    """Where the retriever and ranker run (``RECSYS_STAGES``). `embedded`: inside the
+    RecommendationService's process (one process, one copy of the models, no hop); `remote`:
+    in processes of their own, `bentoml.depends()` dependencies under `bentoml serve`, or the
+    separate deployments at `retriever_url` / `ranker_url`."""
+    workers: int = Field(1, ge=1, le=64)
+    """Worker processes of the RecommendationService (``RECSYS_WORKERS``); with `embedded`
+    stages each worker holds its own copy of the models."""
     retriever_url: str | None = None
-    """URL of a separately deployed RetrieverService; unset = run it as BentoML composes it."""
+    """URL of a separately deployed RetrieverService (`remote` stages); unset = a dependency
+    process started by `bentoml serve`."""
     ranker_url: str | None = None
-    """URL of a separately deployed RankerService; unset = run it as BentoML composes it."""
+    """URL of a separately deployed RankerService (`remote` stages); unset = a dependency
+    process started by `bentoml serve`."""
     redis: RedisSettings = RedisSettings()
     events: EventSettings = EventSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     ranking: RankingSettings = RankingSettings()
     drift: DriftSettings = DriftSettings()
     artifacts: ArtifactSettings = ArtifactSettings()
+
+    def replica_events(self) -> EventSettings:
+        """The event-log settings of this process (`events`, with the log directory it writes).
+
+        In redis mode with several API workers each worker keeps its own log under
+        ``<events.dir>/worker-<n>``: the log there is what is not in Redis yet, and each worker
+        replays only its own. In parquet mode the workers share one log (appends take turns on a
+        file lock), since the log is the state every worker must see.
+        """
+        import bentoml  # server_context: which API worker this process is (None outside serving)
+
+        worker = bentoml.server_context.worker_index
+        if self.feature_store_mode != "redis" or self.workers == 1 or worker is None:
+            return self.events
+        return self.events.model_copy(update={"dir": self.events.dir / f"worker-{worker}"})
 
     @model_validator(mode="before")
     @classmethod

@@ -11,13 +11,15 @@ stage, JSON in and out (encoded by pydantic-core), the stage's own timeout.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-import aiohttp
 from pydantic_core import from_json, to_json
 
 from data.errors import RecsysError
+
+if TYPE_CHECKING:  # aiohttp is imported by the first remote call: embedded stages never need it
+    import aiohttp
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +36,12 @@ class StageClient:
     def __init__(self, name: str, url: str, timeout_s: float) -> None:
         self.name = name
         self.url = url
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         parsed = urlparse(self.url)
         if parsed.scheme == "file":  # bentoml serve's dependency sockets: file:///tmp/....sock
             connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=unquote(parsed.path))
@@ -46,7 +50,8 @@ class StageClient:
             connector, base = aiohttp.TCPConnector(), f"http://{parsed.netloc}"
         else:
             connector, base = aiohttp.TCPConnector(), self.url.rstrip("/")
-        return aiohttp.ClientSession(base, connector=connector, timeout=self.timeout)
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        return aiohttp.ClientSession(base, connector=connector, timeout=timeout)
 
     async def call(self, api: str, **payload: Any) -> Any:
         """POST `payload` as JSON to the stage's `api` route and return the decoded answer.
@@ -54,6 +59,8 @@ class StageClient:
         Raises:
             StageUnavailable: the stage could not be reached, timed out or did not answer 200.
         """
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = self._open()
         try:

@@ -1,8 +1,7 @@
 """Batch and one-off recommendations through the same pipeline the HTTP service runs.
 
-The RecommendationService is instantiated in process (BentoML composes its dependencies in
-process when they are not served separately), so `recsys recommend` answers exactly what
-POST /recommend would.
+The RecommendationService is instantiated in process, its stages in the placement the settings
+say (embedded by default), so `recsys recommend` answers exactly what POST /recommend would.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import DataError
-from services.pipeline import call_stage
 
 STAGES = ("retrieval", "two-stage")
 
@@ -52,15 +50,8 @@ def recommend_many(
     try:
         for user_id in user_ids:
             if stage == "retrieval":
-                found = call_stage(
-                    service.pipeline.retriever,
-                    "retrieve",
-                    user_id=user_id,
-                    k=k,
-                    exclude_item_ids=[],
-                    exclude_seen=exclude_seen,
-                )
-                yield loop.run_until_complete(found) | {"user_id": user_id}
+                found = service.stages.retrieve(user_id, k, exclude_seen)
+                yield {"user_id": user_id, "item_ids": loop.run_until_complete(found).item_ids}
             else:
                 answer = service.pipeline.recommend(user_id, k, exclude_seen)
                 yield loop.run_until_complete(answer).model_dump()

@@ -135,15 +135,35 @@ def evaluate(
 def serve(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    stages: Annotated[
+        str | None,
+        typer.Option(
+            help="embedded (retriever and ranker in the API's process) or remote (their own "
+            "processes). Default: RECSYS_STAGES, else embedded."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="API worker processes. Default: RECSYS_WORKERS, else 1."),
+    ] = None,
 ) -> None:
-    """Run the RecommendationService with `bentoml serve` (retriever and ranker composed).
+    """Run the RecommendationService with `bentoml serve`.
 
     With FEATURE_STORE_MODE=redis the served snapshot is materialized into Redis first.
     """
     import os
 
-    if get_settings().feature_store_mode == "redis":
+    if stages is not None:
+        if stages not in ("embedded", "remote"):
+            raise fail(RecsysError(f"--stages must be embedded or remote, not {stages!r}"))
+        os.environ["RECSYS_STAGES"] = stages
+    if workers is not None:
+        os.environ["RECSYS_WORKERS"] = str(workers)
+    get_settings.cache_clear()
+    settings = get_settings()
+    if settings.feature_store_mode == "redis":
         features_materialize(redis_url=None, snapshot_tag=None)
+    console.print(f"serving with stages {settings.stages}, {settings.workers} worker(s)")
     bentoml_bin = str(Path(sys.executable).with_name("bentoml"))
     service = "services.recommendation:RecommendationService"
     os.execv(bentoml_bin, [bentoml_bin, "serve", service, "--port", str(port), "--host", host])

@@ -80,6 +80,7 @@ def test_redis_served_answers_equal_the_embedded_store_then_survive_redis_death(
     assert health.pop("events")["pending_redis"] == 0
     assert health == {
         "status": "ok",
+        "stages": "embedded",  # the default placement
         "feature_store": {"mode": "redis", "backend": "redis", "circuit": "closed"},
     }
     reference = _answers(client, users)  # the embedded store, in process
@@ -103,5 +104,6 @@ def test_redis_served_answers_equal_the_embedded_store_then_survive_redis_death(
     assert health.pop("events")["pending_redis"] == 0  # nothing was posted
     assert health == {
         "status": "degraded",
+        "stages": "embedded",
         "feature_store": {"mode": "redis", "backend": "memory", "circuit": "open"},
     }
