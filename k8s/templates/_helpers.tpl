@@ -1,6 +1,31 @@
-{{/* The three bentos, each deployed on its own. */}}
+{{/* Where the retriever and ranker run (RECSYS_STAGES): remote (own pods) or embedded. */}}
+{{- define "recsys.stages" -}}
+{{- default "remote" .Values.stages -}}
+{{- end -}}
+
+{{/*
+The bentos deployed on their own: all three with remote stages; only recommendation when the
+stages are embedded in its process.
+*/}}
 {{- define "recsys.components" -}}
+{{- if eq (include "recsys.stages" .) "embedded" -}}
+recommendation
+{{- else -}}
 retriever ranker recommendation
+{{- end -}}
+{{- end -}}
+
+{{/* The stage bentos with pods of their own, space-separated (empty when embedded). */}}
+{{- define "recsys.remoteStages" -}}
+{{- without (splitList " " (include "recsys.components" .)) "recommendation" | join " " -}}
+{{- end -}}
+
+{{/*
+The component whose pods assemble the served features, so log them for drift (inference log,
+reports) and monitor them: the ranker, or recommendation when the ranker is embedded in it.
+*/}}
+{{- define "recsys.featureMonitor" -}}
+{{- if eq (include "recsys.stages" .) "embedded" -}}recommendation{{- else -}}ranker{{- end -}}
 {{- end -}}
 
 {{- define "recsys.name" -}}
@@ -199,6 +224,21 @@ so those are emptyDirs on the otherwise read-only filesystem.
 
 {{- define "recsys.reportsClaim" -}}
 {{- default (printf "%s-drift-reports" (include "recsys.fullname" .)) .Values.drift.reports.existingClaim -}}
+{{- end -}}
+
+{{/*
+Env of the recommendation container: the placement in force and, with remote stages, where
+they are. dict "root" $ "component" "recommendation"; empty for the other components.
+*/}}
+{{- define "recsys.stagesEnv" -}}
+{{- if eq .component "recommendation" }}
+- name: RECSYS_STAGES
+  value: {{ include "recsys.stages" .root | quote }}
+{{- range $stage := splitList " " (include "recsys.remoteStages" .root) | compact }}
+- name: {{ printf "RECSYS_%s_URL" (upper $stage) }}
+  value: {{ include "recsys.componentUrl" (dict "root" $.root "component" $stage) | quote }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* In-cluster URL of a bento: its Service, or the KServe predictor when kserve.enabled. */}}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,7 +99,8 @@ def helm_check(
         str, typer.Option("--kube-version", help="Kubernetes version of the schemas.")
     ] = "1.31",
 ) -> None:
-    """Lint the chart, render default/production/KServe values, schema-check every object."""
+    """Lint the chart, render every variant (default, production, KServe; remote and embedded
+    stages), schema-check every object."""
     from services.tooling.helm import check_chart
 
     try:
@@ -165,24 +168,49 @@ def bench_service(
     requests: Annotated[int, typer.Option(help="Timed sequential requests per service.")] = 2000,
     duration: Annotated[float, typer.Option(help="Seconds of concurrent load per service.")] = 10,
     clients: Annotated[int, typer.Option(help="Concurrent clients.")] = 16,
-    service: Annotated[str, typer.Option(help="Service import path.")] = (
-        "services.recommendation:RecommendationService"
-    ),
+    placement: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Measure only these (repeatable): embedded, embedded2 (2 workers), remote. "
+            "Default: all three."
+        ),
+    ] = None,
     max_user_id: Annotated[
         int, typer.Option(help="Known users 1..N (default: the served feature snapshot's).")
     ] = 0,
+    out: Annotated[Path, typer.Option(help="JSON file for the figures.")] = Path(
+        "reports/bench/service.json"
+    ),
 ) -> None:
-    """Serve the API, then a trivial BentoML service; print latency, throughput and the ratio."""
-    from services.tooling.bench_service import bench_service as run
+    """Serve the API in each stage placement and a trivial BentoML service; compare them."""
+    from services.tooling import bench_service as bench
 
+    chosen = {"embedded": bench.EMBEDDED, "embedded2": bench.EMBEDDED_2, "remote": bench.REMOTE}
+    unknown = set(placement or ()) - set(chosen)
+    if unknown:
+        raise fail(RecsysError(f"unknown placement {sorted(unknown)}: use {sorted(chosen)}"))
+    variants = [bench.TRIVIAL, *(chosen[name] for name in placement or chosen)]
     try:
         users = range(1, max_user_id + 1) if max_user_id else _snapshot_users()
-        result = run(
-            users, service=service, requests=requests, duration_s=duration, clients=clients
+        result = bench.bench_service(
+            users, variants=variants, requests=requests, duration_s=duration, clients=clients
         )
     except RecsysError as exc:
         raise fail(exc) from exc
     _print_comparison(result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "figures": {label: asdict(f) for label, f in result.figures.items()},
+                "targets": [t.line() for t in result.targets()],
+                "load_average": result.load_average,
+                "cores": result.cores,
+            },
+            indent=2,
+        )
+    )
+    console.print(f"wrote {out}")
 
 
 @bench_app.command("events")
@@ -241,15 +269,18 @@ def _snapshot_users() -> list[int]:
 def _print_comparison(result: Any) -> None:
     from rich.table import Table
 
-    table = Table(title=f"POST /recommend k=10: {result.service.service} vs trivial BentoML")
-    for column in ("figure", "service", "trivial", "ratio", "issue 6 target"):
-        table.add_column(column, justify="left" if column == "figure" else "right")
+    table = Table(title="POST /recommend k=10, each placement beside a trivial BentoML service")
+    table.add_column("figure")
+    for label in result.labels:
+        table.add_column(label, justify="right")
     for row in result.rows():
         table.add_row(*row)
     console.print(table)
-    errors = result.service.first_error or result.reference.first_error
+    for target in result.targets():
+        console.print(target.line(), highlight=False)
+    errors = [f"{label}: {f.first_error}" for label, f in result.figures.items() if f.first_error]
     if errors:
-        console.print(f"first error: {errors}")
+        console.print("first errors: " + "; ".join(errors))
     load = ", ".join(f"{x:.2f}" for x in result.load_average)
     console.print(f"load average (1, 5, 15 min): {load} on {result.cores} cores")
 
@@ -293,21 +324,43 @@ def load(
     out: Annotated[Path, typer.Option(help="Directory for the CSV/HTML stats.")] = Path(
         "reports/load"
     ),
+    serve: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve the API first, in this placement (embedded or remote), on a free port "
+            "(--host is then ignored); stopped after the run."
+        ),
+    ] = None,
 ) -> None:
     """Locust load test (tests/load/locustfile.py) that fails when p95/p99 exceed the budgets."""
+    from contextlib import nullcontext
+
+    from services.tooling.bench_service import RECOMMENDATION_SERVICE
+    from services.tooling.bench_service import serve as serving
     from services.tooling.load import run_load
 
+    if serve not in (None, "embedded", "remote"):
+        raise fail(RecsysError(f"--serve must be embedded or remote, not {serve!r}"))
     try:
-        r = run_load(
-            host,
-            users=users,
-            rate=rate,
-            duration=duration,
-            p95_ms=p95_ms,
-            p99_ms=p99_ms,
-            out_dir=out,
-            extra_args=("--max-user-id", f"{max_user_id}"),
+        server = (
+            serving(RECOMMENDATION_SERVICE, extra_env={"RECSYS_STAGES": serve}, log_dir=out)
+            if serve
+            else nullcontext()
         )
+        with server as served:
+            if served is not None:
+                host = served.url
+                console.print(f"serving with stages {serve} at {host}")
+            r = run_load(
+                host,
+                users=users,
+                rate=rate,
+                duration=duration,
+                p95_ms=p95_ms,
+                p99_ms=p99_ms,
+                out_dir=out,
+                extra_args=("--max-user-id", f"{max_user_id}"),
+            )
     except RecsysError as exc:
         raise fail(exc) from exc
     console.print(r.summary(), highlight=False)

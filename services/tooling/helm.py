@@ -41,6 +41,16 @@ KUBE_VERSION = "1.31"
 PRODUCTION_VALUES = "values-production.yaml"
 # Custom resources kubernetes-validate has no schema for: kind -> apiVersion they must use.
 CRD_KINDS = {"InferenceService": "serving.kserve.io/v1beta1"}
+# What `check_chart` renders: name -> (values-production.yaml on top?, --set overrides). Both
+# placements of the stages (values `stages`): three deployments (remote) or one (embedded).
+VARIANTS: dict[str, tuple[bool, dict[str, Any]]] = {
+    "default": (False, {}),
+    "production": (True, {}),
+    "kserve": (False, {"kserve.enabled": True}),
+    "embedded": (False, {"stages": "embedded"}),
+    "production-embedded": (True, {"stages": "embedded"}),
+    "kserve-embedded": (False, {"kserve.enabled": True, "stages": "embedded"}),
+}
 
 
 class HelmCheckError(RecsysError):
@@ -287,7 +297,7 @@ def _check_crd(obj: Mapping[str, Any]) -> list[str]:
 def check_chart(
     chart: Path, kube_version: str = KUBE_VERSION, helm: Path | None = None
 ) -> CheckReport:
-    """Lint the chart and render + validate it for default, production and KServe values.
+    """Lint the chart and render + validate it for each variant of `VARIANTS`.
 
     Args:
         chart: Chart directory (k8s/), holding values.yaml and values-production.yaml.
@@ -303,19 +313,14 @@ def check_chart(
     """
     helm = helm or find_helm()
     production = (chart / PRODUCTION_VALUES).resolve()
-    variants: dict[str, tuple[list[Path], dict[str, Any]]] = {
-        "default": ([], {}),
-        "production": ([production], {}),
-        "kserve": ([], {"kserve.enabled": True}),
-    }
     with prepared_chart(chart) as (copy, complete):
         report = CheckReport(helm=helm, kube_version=kube_version, subcharts_included=complete)
         for values in ([], [production]):
             lint = ["lint", "--strict", str(copy), *(a for v in values for a in ("-f", str(v)))]
             _run_helm(helm, lint, f"helm lint {chart} {' '.join(v.name for v in values)}".strip())
     failures: list[str] = []
-    for name, (values, sets) in variants.items():
-        objects = render(chart, values, sets, helm=helm)
+    for name, (with_production, sets) in VARIANTS.items():
+        objects = render(chart, [production] if with_production else [], sets, helm=helm)
         failures += [f"[{name}] {msg}" for msg in validate_objects(objects, kube_version)]
         kinds = Counter(str(obj.get("kind")) for obj in objects)
         report.renderings.append(Rendering(name=name, kinds=dict(kinds)))

@@ -53,3 +53,12 @@ def production_objects(render_chart: Callable[..., Objects]) -> Objects:
 def objects(request: pytest.FixtureRequest) -> Objects:
     """Each of the two value sets the check renders."""
     return request.getfixturevalue(f"{request.param}_objects")
+
+
+@pytest.fixture(scope="session", params=["default", "production"])
+def embedded_objects(
+    request: pytest.FixtureRequest, render_chart: Callable[..., Objects]
+) -> Objects:
+    """The chart rendered with stages=embedded, on each of the two value sets."""
+    values_files = (CHART / PRODUCTION_VALUES,) if request.param == "production" else ()
+    return render_chart(values_files, stages="embedded")

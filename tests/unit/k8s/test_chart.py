@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from services.settings import ArtifactSettings, Settings
 from services.tooling.cli import app
 from services.tooling.helm import HelmCheckError, check_chart, find_helm, render
-from services.settings import ArtifactSettings, Settings
 
 Objects = list[dict[str, Any]]
 COMPONENTS = ("retriever", "ranker", "recommendation")
@@ -184,6 +184,7 @@ def test_image_tags_come_from_values(render_chart: Callable[..., Objects]) -> No
 
 def test_recommendation_points_at_the_other_services(objects: Objects) -> None:
     env = env_of(pod_spec(one(objects, "Deployment", "recsys-recommendation"))["containers"][0])
+    assert env["RECSYS_STAGES"] == "remote"  # the chart's default placement
     for stage in ("retriever", "ranker"):
         service = one(objects, "Service", f"recsys-{stage}")
         port = service["spec"]["ports"][0]["port"]
@@ -281,7 +282,8 @@ def test_drift_cronjob_reads_the_inference_log(objects: Objects) -> None:
     spec = pod_spec(cron)
     (container,) = spec["containers"]
     assert container["command"] == [
-        "python", "-m", "services", "drift", "report", "--current", "/var/log/recsys", "--out", "/reports",
+        "python", "-m", "services", "drift", "report",
+        "--current", "/var/log/recsys", "--out", "/reports",
     ]  # fmt: skip
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/var/log/recsys"]["readOnly"] is True
@@ -331,6 +333,104 @@ def test_kserve_replaces_deployments(render_chart: Callable[..., Objects]) -> No
     }
 
 
+def test_remote_stages_are_the_default(
+    render_chart: Callable[..., Objects], default_objects: Objects
+) -> None:
+    assert render_chart(stages="remote") == default_objects
+
+
+def stage_urls(env: dict[str, Any]) -> set[str]:
+    return {k for k in env if k.startswith("RECSYS_") and k.endswith("_URL")}
+
+
+def test_embedded_stages_deploy_recommendation_only(embedded_objects: Objects) -> None:
+    assert {o["kind"] for o in embedded_objects} == APP_KINDS  # same kinds, one component
+    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        assert [o["metadata"]["name"] for o in find(embedded_objects, kind)] == [
+            "recsys-recommendation"
+        ], kind
+    deployment = one(embedded_objects, "Deployment", "recsys-recommendation")
+    hpa = one(embedded_objects, "HorizontalPodAutoscaler", "recsys-recommendation")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    pdb = one(embedded_objects, "PodDisruptionBudget", "recsys-recommendation")
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    env = env_of(pod_spec(deployment)["containers"][0])
+    assert env["RECSYS_STAGES"] == "embedded"
+    assert not stage_urls(env)
+    # no stage pods to protect: the API's policy and Redis's remain
+    policies = {o["metadata"]["name"] for o in find(embedded_objects, "NetworkPolicy")}
+    assert policies == {"recsys-recommendation", "recsys-redis"}
+    clients = {
+        o["metadata"]["name"]
+        for o in workloads(embedded_objects)
+        if REDIS_CLIENT_LABEL in pod_labels(o)
+    }
+    assert clients == {"recsys-recommendation", "recsys-materialize"}
+    # it reads the features (and writes POST /events): the master, replicas or not
+    assert env["REDIS_HOST"] == "recsys-redis-master"
+
+
+def test_embedded_recommendation_logs_the_served_features(
+    render_chart: Callable[..., Objects],
+) -> None:
+    log_dir, report_dir = "/data/served-features", "/data/drift-reports"
+    objects = render_chart(
+        stages="embedded", **{"drift.logDir": log_dir, "drift.reportDir": report_dir}
+    )
+    spec = pod_spec(one(objects, "Deployment", "recsys-recommendation"))
+    (container,) = spec["containers"]
+    env = env_of(container)
+    assert env["RECSYS_DRIFT__LOG_DIR"] == log_dir
+    assert env["RECSYS_DRIFT__REPORT_DIR"] == report_dir
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in spec["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    mounted = {m["mountPath"]: claims.get(m["name"]) for m in container["volumeMounts"]}
+    # the claims the chart creates, the log one being what the CronJob reads
+    created = {p["metadata"]["name"] for p in find(objects, "PersistentVolumeClaim")}
+    assert {mounted[log_dir], mounted[report_dir]} == created
+    cron = pod_spec(one(objects, "CronJob", "recsys-drift-report"))
+    cron_claims = {
+        v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in cron["volumes"]
+    }
+    (cron_log,) = [m for m in cron["containers"][0]["volumeMounts"] if m["mountPath"] == log_dir]
+    assert cron_claims[cron_log["name"]] == mounted[log_dir]
+
+
+def test_embedded_without_drift_mounts_no_claims(render_chart: Callable[..., Objects]) -> None:
+    objects = render_chart(stages="embedded", **{"drift.enabled": False})
+    spec = pod_spec(one(objects, "Deployment", "recsys-recommendation"))
+    assert not any("persistentVolumeClaim" in v for v in spec["volumes"])
+    assert (
+        not {"RECSYS_DRIFT__LOG_DIR", "RECSYS_DRIFT__REPORT_DIR"}
+        & env_of(spec["containers"][0]).keys()
+    )
+    assert not find(objects, "PersistentVolumeClaim")
+    assert not find(objects, "CronJob")
+
+
+def test_kserve_with_embedded_stages_is_one_inference_service(
+    render_chart: Callable[..., Objects],
+) -> None:
+    objects = render_chart(stages="embedded", **{"kserve.enabled": True})
+    assert not find(objects, "Deployment")
+    assert not find(objects, "Service")
+    (service,) = find(objects, "InferenceService")
+    assert service["metadata"]["name"] == "recsys-recommendation"
+    (container,) = service["spec"]["predictor"]["containers"]
+    assert container["image"] == "recsys-recommendation:0.1.0"
+    env = env_of(container)
+    assert env["RECSYS_STAGES"] == "embedded"
+    assert not stage_urls(env)
+    policies = {o["metadata"]["name"]: o for o in find(objects, "NetworkPolicy")}
+    assert policies.keys() == {"recsys-recommendation", "recsys-redis"}
+    assert policies["recsys-recommendation"]["spec"]["podSelector"]["matchLabels"] == {
+        "serving.kserve.io/inferenceservice": "recsys-recommendation"
+    }
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -344,6 +444,10 @@ def test_kserve_replaces_deployments(render_chart: Callable[..., Objects]) -> No
         ({"config.REDIS_TIMEOUT": "1"}, "REDIS_TIMEOUT"),
         # an unknown feature store mode (values.schema.json)
         ({"featureStore.mode": "memcached"}, "featureStore/mode"),
+        # an unknown placement of the stages (values.schema.json)
+        ({"stages": "foo"}, "/stages"),
+        # the placement is `stages`, not a config key the container env would override
+        ({"config.RECSYS_STAGES": "embedded"}, "RECSYS_STAGES"),
     ],
 )
 def test_bad_values_fail_to_render(
@@ -355,11 +459,18 @@ def test_bad_values_fail_to_render(
 
 def test_helm_check_passes(chart_dir: Path, helm: Path) -> None:
     report = check_chart(chart_dir, helm=helm)
-    assert [r.name for r in report.renderings] == ["default", "production", "kserve"]
-    assert report.renderings[2].kinds["InferenceService"] == 3
+    kinds = {r.name: r.kinds for r in report.renderings}
+    assert list(kinds) == [
+        "default", "production", "kserve", "embedded", "production-embedded", "kserve-embedded",
+    ]  # fmt: skip
+    assert kinds["kserve"]["InferenceService"] == 3
+    assert kinds["embedded"]["Deployment"] == kinds["production-embedded"]["Deployment"] == 1
+    assert kinds["kserve-embedded"]["InferenceService"] == 1
     result = CliRunner().invoke(app, ["helm", "check", "--chart", str(chart_dir)])
     assert result.exit_code == 0, result.output
     assert "production: 22 objects valid" in result.output
+    for name in kinds:
+        assert f"{name}: " in result.output
 
 
 @pytest.mark.parametrize(
