@@ -1,11 +1,12 @@
-"""Benchmark of a served BentoML service beside a trivial one, measured in the same run.
+"""Benchmark of the served API in each stage placement beside a trivial BentoML service, one run.
 
 Each service runs as `bentoml serve <import path> --port P` in a process group of its own on a
 free loopback port. The figures: start to ready (first 200 from /readyz), sequential latency of
 POST /recommend k=10 (one keep-alive connection; known users and a few cold ones), then
-throughput and latency with N concurrent clients for D seconds. The same is measured for
-`services.tooling.trivial:TrivialService`, and the ratio of the two is the figure that holds on a
-shared machine. Every server is stopped (its whole process group) before returning.
+throughput and latency with N concurrent clients for D seconds, and the resident memory of the
+served processes (each worker's, and the group's total) after the load. The same is measured for
+`services.tooling.trivial:TrivialService`: ratios to it are the figures that hold on a shared
+machine. Every server is stopped (its whole process group) before the next starts.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 from data.errors import RecsysError
 from services.tooling.bench_client import Connection, HttpError, encode_posts
@@ -37,15 +39,35 @@ RECOMMENDATION_SERVICE = "services.recommendation:RecommendationService"
 STARTUP_FAILED = b"Application startup failed"  # uvicorn's line when a worker cannot start
 COLD_EVERY = 20  # one request in 20 is for a user the models have never seen
 
-# Targets of issue 6 for the recommendation service (ML-100K models, this 2-core machine).
-TARGETS = {
-    "start_s": 10.0,
-    "seq_p50_ms": 5.0,
-    "seq_p99_ms": 15.0,
-    "conc_rps": 200.0,  # at least
-    "conc_p99_ms": 60.0,
-    "conc_errors": 0.0,
-}
+
+@dataclass(frozen=True)
+class Variant:
+    """One service configuration to serve and measure."""
+
+    label: str
+    import_path: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+TRIVIAL = Variant("trivial", TRIVIAL_SERVICE)
+EMBEDDED = Variant("embedded", RECOMMENDATION_SERVICE, {"RECSYS_STAGES": "embedded"})
+EMBEDDED_2 = Variant(
+    "embedded, 2 workers",
+    RECOMMENDATION_SERVICE,
+    {"RECSYS_STAGES": "embedded", "RECSYS_WORKERS": "2"},
+)
+REMOTE = Variant("remote", RECOMMENDATION_SERVICE, {"RECSYS_STAGES": "remote"})
+PLACEMENTS = (EMBEDDED, EMBEDDED_2, REMOTE)
+
+# Targets of the serving-speed issue (ML-100K models, 2-core machine, same run, same client).
+EMBEDDED_P50_OVER_TRIVIAL_MS = 1.5
+EMBEDDED_P99_MS = 8.0
+EMBEDDED_RPS_OF_TRIVIAL = 0.8
+EMBEDDED_START_S = 5.0
+REMOTE_P50_MS = 5.0
+REMOTE_P99_MS = 15.0
+REMOTE_RPS_OF_TRIVIAL = 0.6
+P99_OVER_P50 = 3.0
 
 
 class ServeError(RecsysError):
@@ -69,43 +91,113 @@ class ServiceFigures:
     conc_p99_ms: float
     conc_errors: int
     first_error: str | None
+    worker_rss_mb: tuple[float, ...] = ()
+    total_rss_mb: float = float("nan")
+
+    @property
+    def tail_ratio(self) -> float:
+        """Sequential p99 over p50."""
+        return self.seq_p99_ms / self.seq_p50_ms
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target checked against a run."""
+
+    variant: str
+    figure: str
+    value: float
+    bound: float
+    at_most: bool = True
+
+    @property
+    def held(self) -> bool:
+        """Whether the measured value is within the bound."""
+        return self.value <= self.bound if self.at_most else self.value >= self.bound
+
+    def line(self) -> str:
+        """`variant: figure value <= bound: ok|MISSED`."""
+        sign = "<=" if self.at_most else ">="
+        verdict = "ok" if self.held else "MISSED"
+        return f"{self.variant}: {self.figure} {self.value:.2f} {sign} {self.bound:.2f}: {verdict}"
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """A service and the trivial reference, measured in one run."""
+    """Several variants and the trivial reference, measured one after another in one run."""
 
-    service: ServiceFigures
-    reference: ServiceFigures
+    figures: dict[str, ServiceFigures]  # by variant label, the trivial service included
     load_average: tuple[float, float, float]
     cores: int
 
-    def rows(self) -> list[tuple[str, str, str, str, str]]:
-        """(figure, service, reference, ratio service/reference, target verdict) rows."""
-        out = []
-        for field, label, fmt in (
+    @property
+    def labels(self) -> list[str]:
+        """Variant labels in the order they were measured."""
+        return list(self.figures)
+
+    def rows(self) -> list[list[str]]:
+        """(figure, one value per variant) rows."""
+        clients = next(iter(self.figures.values())).clients
+        spec = (
             ("start_s", "start to ready (s)", "{:.2f}"),
             ("seq_p50_ms", "sequential p50 (ms)", "{:.2f}"),
             ("seq_p99_ms", "sequential p99 (ms)", "{:.2f}"),
+            ("tail_ratio", "sequential p99 / p50", "{:.2f}"),
             ("seq_errors", "sequential errors", "{:d}"),
-            ("conc_rps", f"{self.service.clients} clients req/s", "{:.0f}"),
-            ("conc_p50_ms", f"{self.service.clients} clients p50 (ms)", "{:.2f}"),
-            ("conc_p99_ms", f"{self.service.clients} clients p99 (ms)", "{:.2f}"),
-            ("conc_errors", f"{self.service.clients} clients errors", "{:d}"),
-        ):
-            mine, ref = getattr(self.service, field), getattr(self.reference, field)
-            ratio = f"{mine / ref:.2f}x" if ref else "-"
-            out.append((label, fmt.format(mine), fmt.format(ref), ratio, _verdict(field, mine)))
+            ("conc_rps", f"{clients} clients req/s", "{:.0f}"),
+            ("conc_p50_ms", f"{clients} clients p50 (ms)", "{:.2f}"),
+            ("conc_p99_ms", f"{clients} clients p99 (ms)", "{:.2f}"),
+            ("conc_errors", f"{clients} clients errors", "{:d}"),
+            ("total_rss_mb", "resident memory, all processes (MB)", "{:.0f}"),
+            ("worker_rss_mb", "resident memory per process (MB)", ""),
+        )
+        out = []
+        for name, label, fmt in spec:
+            row = [label]
+            for figures in self.figures.values():
+                value = getattr(figures, name)
+                if name == "worker_rss_mb":
+                    row.append(" + ".join(f"{mb:.0f}" for mb in value) or "-")
+                else:
+                    row.append(fmt.format(value))
+            out.append(row)
         return out
 
-
-def _verdict(field: str, value: float) -> str:
-    target = TARGETS.get(field)
-    if target is None:
-        return ""
-    if field == "conc_rps":
-        return f">= {target:g}: {'ok' if value >= target else 'MISSED'}"
-    return f"<= {target:g}: {'ok' if value <= target else 'MISSED'}"
+    def targets(self) -> list[Target]:
+        """The serving-speed targets of the measured placements (1-worker variants)."""
+        trivial = self.figures.get(TRIVIAL.label)
+        checks: list[Target] = []
+        for label, f in self.figures.items():
+            if label == TRIVIAL.label:
+                continue
+            checks += [
+                Target(label, "sequential p99 / p50", f.tail_ratio, P99_OVER_P50),
+                Target(label, "errors", f.seq_errors + f.conc_errors, 0),
+            ]
+            if label == EMBEDDED.label:
+                p50_bound = (trivial.seq_p50_ms if trivial else 0.0) + EMBEDDED_P50_OVER_TRIVIAL_MS
+                checks += [
+                    Target(label, "start to ready (s)", f.start_s, EMBEDDED_START_S),
+                    Target(label, "sequential p50 (ms), trivial's + 1.5", f.seq_p50_ms, p50_bound),
+                    Target(label, "sequential p99 (ms)", f.seq_p99_ms, EMBEDDED_P99_MS),
+                ]
+            elif label == REMOTE.label:
+                checks += [
+                    Target(label, "sequential p50 (ms)", f.seq_p50_ms, REMOTE_P50_MS),
+                    Target(label, "sequential p99 (ms)", f.seq_p99_ms, REMOTE_P99_MS),
+                ]
+            share = {EMBEDDED.label: EMBEDDED_RPS_OF_TRIVIAL, REMOTE.label: REMOTE_RPS_OF_TRIVIAL}
+            if trivial is not None and label in share:
+                checks.append(
+                    Target(
+                        label,
+                        f"{f.clients} clients req/s, {share[label]:g} x trivial's",
+                        f.conc_rps,
+                        share[label] * trivial.conc_rps,
+                        at_most=False,
+                    )
+                )
+        return checks
 
 
 def free_port() -> int:
@@ -151,6 +243,7 @@ def serve(
     extra_env: Mapping[str, str] | None = None,
     log_dir: Path = Path("reports/bench"),
     ready_timeout_s: float = 120.0,
+    log_name: str | None = None,
 ) -> Iterator[ServedProcess]:
     """Run `bentoml serve import_path` on loopback until the block ends; wait for /readyz.
 
@@ -160,6 +253,7 @@ def serve(
         extra_env: variables added to this process's environment for the server.
         log_dir: where the server's output goes (`<service>.log`).
         ready_timeout_s: how long to wait for /readyz to answer 200.
+        log_name: the log file's name (default: `<service class>.log`).
 
     Yields:
         The running server, with `start_s` = seconds from spawn to the first 200 from /readyz.
@@ -170,7 +264,7 @@ def serve(
     _quiet_http_client()
     port = port or free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{import_path.rsplit(':', 1)[-1]}.log"
+    log_path = log_dir / (log_name or f"{import_path.rsplit(':', 1)[-1]}.log")
     env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **(extra_env or {})}
     command = [sys.executable, "-m", "bentoml", "serve", import_path, "--host", "127.0.0.1"]
     with log_path.open("wb") as log:
@@ -189,6 +283,25 @@ def serve(
         yield served
     finally:
         served.stop()
+
+
+def resident_memory_mb(served: ServedProcess) -> tuple[tuple[float, ...], float]:
+    """Resident memory of the served processes: each worker's, and the total with the arbiter (MB).
+
+    Workers are the processes `bentoml serve` starts under its arbiter: one per API worker, plus
+    one per dependency process (remote stages).
+    """
+    try:
+        arbiter = psutil.Process(served.process.pid)
+        workers = arbiter.children(recursive=True)
+        arbiter_mb = arbiter.memory_info().rss / 2**20
+    except psutil.Error:
+        return (), float("nan")
+    sizes = []
+    for worker in workers:
+        with suppress(psutil.Error):
+            sizes.append(worker.memory_info().rss / 2**20)
+    return tuple(sorted(sizes, reverse=True)), arbiter_mb + sum(sizes)
 
 
 def _quiet_http_client() -> None:
@@ -332,6 +445,7 @@ def measure(
         )
     finally:
         gc.enable()
+    workers, total = resident_memory_mb(served)
     return ServiceFigures(
         service=served.import_path,
         start_s=served.start_s,
@@ -346,49 +460,46 @@ def measure(
         conc_p99_ms=_ms(conc, 99),
         conc_errors=conc_errors,
         first_error=first or conc_first,
+        worker_rss_mb=workers,
+        total_rss_mb=total,
     )
 
 
 def bench_service(
     known_users: Sequence[int],
     *,
-    service: str = RECOMMENDATION_SERVICE,
-    reference: str = TRIVIAL_SERVICE,
+    variants: Sequence[Variant] = (TRIVIAL, *PLACEMENTS),
     requests: int = 2000,
     duration_s: float = 10.0,
     clients: int = 16,
     extra_env: Mapping[str, str] | None = None,
     log_dir: Path = Path("reports/bench"),
 ) -> Comparison:
-    """Serve and measure `reference` then `service`, one at a time, in this run.
+    """Serve and measure each variant, one at a time, in this run.
 
     Args:
         known_users: user ids the service's models know.
-        service: import path of the service to measure.
-        reference: import path of the trivial reference service.
+        variants: what to serve, in order (the trivial reference first, by default).
         requests: timed sequential requests per service.
         duration_s: seconds of concurrent load per service.
         clients: concurrent clients.
-        extra_env: environment added for both servers.
-        log_dir: where the servers' logs go.
+        extra_env: environment added for every server.
+        log_dir: where the servers' logs go (`<label>.log`).
 
     Returns:
-        Both services' figures and the load average when the run ended.
+        Every variant's figures and the load average when the run ended.
 
     Raises:
         ServeError: a server did not start.
     """
-    figures = []
-    for import_path in (reference, service):
-        with serve(import_path, extra_env=extra_env, log_dir=log_dir) as served:
-            figures.append(
-                measure(
-                    served, known_users, requests=requests, duration_s=duration_s, clients=clients
-                )
+    figures: dict[str, ServiceFigures] = {}
+    for variant in variants:
+        env = {**(extra_env or {}), **variant.env}
+        log_name = variant.label.replace(" ", "").replace(",", "-") + ".log"
+        with serve(
+            variant.import_path, extra_env=env, log_dir=log_dir, log_name=log_name
+        ) as served:
+            figures[variant.label] = measure(
+                served, known_users, requests=requests, duration_s=duration_s, clients=clients
             )
-    return Comparison(
-        service=figures[1],
-        reference=figures[0],
-        load_average=os.getloadavg(),
-        cores=os.cpu_count() or 1,
-    )
+    return Comparison(figures=figures, load_average=os.getloadavg(), cores=os.cpu_count() or 1)
