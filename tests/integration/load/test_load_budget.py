@@ -78,6 +78,8 @@ def test_bench_measures_and_leaves_nothing_running(tmp_path: Path) -> None:
     assert figures.seq_requests == 50
     assert figures.conc_requests > 0
     assert figures.start_s > 0
+    assert len(figures.worker_rss_mb) == 1  # one API worker under the `bentoml serve` arbiter
+    assert 10 < figures.worker_rss_mb[0] < figures.total_rss_mb < 4096
     with pytest.raises(ProcessLookupError):
         os.killpg(group, 0)  # signal 0: does the process group still exist?
 
