@@ -20,10 +20,10 @@ from bentoml.exceptions import InvalidArgument
 from bentoml.models import BentoModel
 from pydantic import Field
 
-from feature_store.resilient import build_feature_store
 from models import artifacts
 from models.sources import SOURCE_ORDER, decode_sources, source_features
 from monitoring.served import ServedFeatureMonitor
+from services import shared
 from services.api_models import Contribution, RankedItem, RankResponse
 from services.settings import DEPENDENCY_CONNECTION, get_settings
 
@@ -54,10 +54,8 @@ class RankerService:
     def __init__(self) -> None:
         settings = get_settings()
         self.ranker = artifacts.load_ranker(str(self.ranker_model.tag), settings.ranking)
-        snapshot = artifacts.load_snapshot(str(self.snapshot_model.tag))
-        self.store = build_feature_store(
-            settings.feature_store_mode, settings.redis, snapshot, settings.replica_events()
-        )
+        snapshot = shared.snapshot(str(self.snapshot_model.tag))
+        self.store = shared.feature_store(settings, snapshot)
         self.ranker.check_store(self.store)
         self.model_version = {
             "ranker": str(artifacts.get_model(str(self.ranker_model.tag)).tag),

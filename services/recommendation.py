@@ -28,6 +28,7 @@ from bentoml.models import BentoModel
 from pydantic import BaseModel, ConfigDict, Field
 
 from models import artifacts
+from services import shared
 from services.api_models import RecommendResponse
 from services.events import (
     EventIn,
@@ -80,7 +81,7 @@ class RecommendationService:
         settings = get_settings()
         self.settings = settings
         self.snapshot_tag = str(self.snapshot_model.tag)
-        snapshot = artifacts.load_snapshot(self.snapshot_tag)
+        snapshot = shared.snapshot(self.snapshot_tag)
         # "purpose": "deploy" for what `recsys train` stored (the backtest stores nothing).
         self.snapshot_labels = artifacts.get_model(self.snapshot_tag).info.labels
         self.feature_version = snapshot.version

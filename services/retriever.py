@@ -19,7 +19,6 @@ from bentoml.models import BentoModel
 from prometheus_client import Counter
 from pydantic import Field
 
-from feature_store.resilient import build_feature_store
 from models import artifacts
 from models.candidates import (
     CandidateGenerator,
@@ -28,6 +27,7 @@ from models.candidates import (
     sources_from_models,
 )
 from models.sources import SOURCE_ORDER, encode_sources
+from services import shared
 from services.api_models import RetrieveResponse
 from services.settings import DEPENDENCY_CONNECTION, get_settings
 
@@ -70,7 +70,7 @@ class RetrieverService:
 
     def __init__(self) -> None:
         settings = get_settings()
-        snapshot = artifacts.load_snapshot(str(self.snapshot_model.tag))
+        snapshot = shared.snapshot(str(self.snapshot_model.tag))
         tag = str(self.two_tower_model.tag)
         self.retriever = artifacts.load_two_tower(tag, snapshot.history)
         self.source_models = {kind: getattr(self, f"{kind}_model") for kind in SOURCE_KINDS}
@@ -79,9 +79,7 @@ class RetrieverService:
         self.generator = CandidateGenerator(
             self.retriever, sources_from_models(stored), quotas, settings.retrieval.fused_max
         )
-        self.store = build_feature_store(
-            settings.feature_store_mode, settings.redis, snapshot, settings.replica_events()
-        )
+        self.store = shared.feature_store(settings, snapshot)
         self.model_version = {
             "two_tower": str(artifacts.get_model(tag).tag),
             "feature_version": snapshot.version,
