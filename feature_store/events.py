@@ -203,6 +203,7 @@ class EventLogReader:
         self.directory.mkdir(parents=True, exist_ok=True)
         numbers = segment_numbers(self.directory)
         self.position = start or LogPosition(numbers[0] if numbers else 1, 0)
+        self._prefix = str(segment_path(self.directory, 0)).removesuffix("00000000.jsonl")
         self._lock = threading.Lock()
         self.corrupt_lines = 0
 
@@ -214,24 +215,26 @@ class EventLogReader:
             return out
 
     def _read(self, out: list[RatingEvent], limit: int | None) -> None:
+        # Called before every request: plain os.stat on string paths (pathlib costs more than
+        # the syscalls here), one stat of this segment and one of the next when nothing changed.
         while limit is None or len(out) < limit:
-            path = segment_path(self.directory, self.position.segment)
-            exists = path.exists()
-            if exists:
+            path = self._path(self.position.segment)
+            size = _size(path)
+            if size is not None and size > self.position.offset:
                 self._read_segment(path, out, limit)
             nxt = self.position.segment + 1
-            if segment_path(self.directory, nxt).exists():
+            if _size(self._path(nxt)) is not None:
                 # The writer created the next segment after its last write to this one: one
                 # more read of this one is complete (a torn last line, if any, is dropped). Ask
                 # again whether it exists: it may have been created, filled and rotated since
                 # the first look.
-                if path.exists():
+                if _size(path) is not None:
                     self._read_segment(path, out, limit)
                 if limit is not None and len(out) >= limit:
                     return
                 self.position = LogPosition(nxt, 0)
                 continue
-            if not exists:  # deleted by rotation while we were behind: skip to the oldest left
+            if size is None:  # deleted by rotation while we were behind: skip to the oldest left
                 numbers = segment_numbers(self.directory)
                 if self.position.segment in numbers:
                     continue  # not deleted: created since the first look
@@ -241,11 +244,12 @@ class EventLogReader:
                     continue
             return
 
-    def _read_segment(self, path: Path, out: list[RatingEvent], limit: int | None) -> None:
+    def _path(self, number: int) -> str:
+        return f"{self._prefix}{number:08d}.jsonl"
+
+    def _read_segment(self, path: str, out: list[RatingEvent], limit: int | None) -> None:
         try:
-            if os.stat(path).st_size <= self.position.offset:
-                return
-            with path.open("rb") as handle:
+            with open(path, "rb") as handle:
                 handle.seek(self.position.offset)
                 data = handle.read()
         except FileNotFoundError:
@@ -261,8 +265,18 @@ class EventLogReader:
                 out.append(RatingEvent.from_line(line))
             except (ValueError, KeyError, TypeError):
                 self.corrupt_lines += 1
-                logger.warning("event log %s: skipped a corrupt line %r", path.name, line[:200])
+                logger.warning(
+                    "event log %s: skipped a corrupt line %r", os.path.basename(path), line[:200]
+                )
         self.position = LogPosition(self.position.segment, self.position.offset + offset)
+
+
+def _size(path: str) -> int | None:
+    """The file's size, or None when it does not exist."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
 
 
 def read_log(directory: Path) -> list[RatingEvent]:

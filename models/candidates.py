@@ -77,6 +77,10 @@ class CandidateGenerator:
         self.sources = dict(sources)
         self.quotas = {n: int(quotas[n]) for n in SOURCE_ORDER if n in quotas}
         self.fused_max = fused_max
+        # Each source's relative ranks (rank / quota), made once: fusion slices them.
+        self._relative = {
+            SOURCE_ORDER.index(n): np.arange(q) / q for n, q in self.quotas.items()
+        }
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -106,7 +110,7 @@ class CandidateGenerator:
             else:
                 got = self.sources[name].candidates(state.context, quota)
                 lists.append((j, got.rows, got.scores))
-        fused = _interleave(lists, self.quotas, limit or self.fused_max)
+        fused = _interleave(lists, self._relative, limit or self.fused_max)
         n, width = len(fused), len(SOURCE_ORDER)
         ranks = np.full((n, width), np.nan, dtype=np.float32)
         scores = np.full((n, width), np.nan, dtype=np.float32)
@@ -165,16 +169,17 @@ class SourceRecommender:
 
 
 def _interleave(
-    lists: list[tuple[int, np.ndarray, np.ndarray]], quotas: Mapping[str, int], cap: int
+    lists: list[tuple[int, np.ndarray, np.ndarray]], relative: Mapping[int, np.ndarray], cap: int
 ) -> np.ndarray:
     """Rows by (rank / quota of their source, source order), first occurrence kept, at most
-    `cap`."""
+    `cap`. `relative[j]` is source j's rank / quota for ranks 0..quota-1."""
     if not lists:
         return np.empty(0, dtype=np.int64)
     rows = np.concatenate([r for _, r, _ in lists]).astype(np.int64)
-    rank = np.concatenate([np.arange(len(r)) / quotas[SOURCE_ORDER[j]] for j, r, _ in lists])
-    source = np.concatenate([np.full(len(r), j) for j, r, _ in lists])
-    order = np.lexsort((source, rank))
+    rank = np.concatenate([relative[j][: len(r)] for j, r, _ in lists])
+    # Within one relative rank, sources in SOURCE_ORDER: lists come in that order, and the
+    # stable sort keeps it.
+    order = np.argsort(rank, kind="stable")
     rows = rows[order]
     _, first = np.unique(rows, return_index=True)
     return rows[np.sort(first)][:cap]

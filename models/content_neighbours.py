@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from data.features import genre_matrix
-from models.sources import SourceCandidates, UserContext, top_k_unseen
+from models.sources import DENSE_FACTOR, SourceCandidates, UserContext, top_k_unseen
 
 YEAR_STEP = 2.0  # years between two centres of the year kernel
 YEAR_MARGIN = 20.0  # kernel centres reach this far beyond the catalog's years
@@ -242,6 +242,9 @@ class ContentSource:
             raise ValueError(f"history must be >= 1, got {history}")
         self.table = table
         self.history = history
+        n_items = table.n_items
+        pads = table.neighbours < 0  # pads point at one extra bin past the catalog
+        self._neighbours = np.where(pads, n_items, table.neighbours).astype(table.neighbours.dtype)
 
     def candidates(self, user: UserContext, k: int) -> SourceCandidates:
         """Cold movies by the summed neighbour weight of the user's recent rows, seen excluded.
@@ -249,14 +252,20 @@ class ContentSource:
         A user without recent rows gets no candidates.
         """
         recent = user.recent_rows[-self.history :]
-        neighbours = self.table.neighbours[recent].ravel()  # (h * N,)
+        neighbours = self._neighbours[recent].ravel()  # (h * N,), pads = n_items
         weights = self.table.weights[recent].ravel()
-        valid = neighbours >= 0
+        n_items = self.table.n_items
+        seen = user.seen_rows
+        if neighbours.size * DENSE_FACTOR >= n_items:
+            # Accumulate over the catalog (weights are > 0: unreached rows stay at 0).
+            dense = np.bincount(neighbours, weights=weights, minlength=n_items + 1)[:n_items]
+            dense[dense <= 0] = -np.inf
+            return top_k_unseen(dense, np.asarray(seen, dtype=np.int64), k)
+        valid = neighbours < n_items
         if not valid.any():
             return SourceCandidates(np.empty(0, np.int64), np.empty(0, np.float32))
         rows, inverse = np.unique(neighbours[valid], return_inverse=True)
         scores = np.bincount(inverse, weights=weights[valid], minlength=len(rows))  # (n,)
-        seen = user.seen_rows
         at = np.minimum(np.searchsorted(seen, rows), max(len(seen) - 1, 0))
         seen_local = np.flatnonzero(seen[at] == rows) if len(seen) else np.empty(0, np.int64)
         best = top_k_unseen(scores, seen_local, k)

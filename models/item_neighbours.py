@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from models.baselines import EASE_MAX_ITEMS, EASERecommender, KnownItems
 from models.evaluation import evaluate_recommender
-from models.sources import SourceCandidates, UserContext, top_k_unseen
+from models.sources import DENSE_FACTOR, SourceCandidates, UserContext, top_k_unseen
 
 logger = logging.getLogger(__name__)
 
@@ -186,9 +186,6 @@ def _top_n(block: np.ndarray, neighbours: np.ndarray, weights: np.ndarray) -> No
     weights[r[sel], rank[sel]] = w[sel]
 
 
-DENSE_FACTOR = 8  # dense accumulation once the gathered entries reach 1/8 of the catalog
-
-
 class ItemNeighbourSource:
     """Candidates scored by summed neighbour weights of the user's last `history` movies."""
 
@@ -212,6 +209,17 @@ class ItemNeighbourSource:
         self.table = table
         self.history = history
         self.decay = decay
+        n_items = len(table.neighbours)
+        # Pads (-1) point at one extra bin past the catalog: no filtering per request.
+        pads = table.neighbours < 0
+        self._neighbours = np.where(pads, n_items, table.neighbours).astype(table.neighbours.dtype)
+        self._powers = np.ones(0)  # decay ** 0, 1, 2, ... (grown on demand)
+
+    def _recency_weights(self, h: int) -> np.ndarray:
+        """(h,) weights of the h most recent rows, oldest first: decay ** (h - 1), ..., 1."""
+        if len(self._powers) < h:
+            self._powers = self.decay ** np.arange(max(h, 64), dtype=np.float64)
+        return self._powers[h - 1 :: -1]
 
     def candidates(self, user: UserContext, k: int) -> SourceCandidates:
         """The best `k` unseen rows among the neighbours of `user.recent_rows`."""
@@ -220,22 +228,23 @@ class ItemNeighbourSource:
             recent = recent[-self.history :]
         if len(recent) == 0 or k <= 0:
             return SourceCandidates(np.empty(0, np.int64), np.empty(0, np.float32))
-        found = self.table.neighbours[recent].ravel()  # (h * N,)
-        gains = self.table.weights[recent]  # (h, N)
+        found = self._neighbours[recent].ravel()  # (h * N,), pads = n_items
+        gains = self.table.weights[recent]  # (h, N), 0 on pads
         if self.decay != 1.0:
-            gains = gains * (self.decay ** np.arange(len(recent) - 1, -1, -1.0))[:, None]
+            gains = gains * self._recency_weights(len(recent))[:, None]
         gains = gains.ravel()
-        present = found >= 0
-        n_items = len(self.table.neighbours)
+        n_items = len(self._neighbours)
+        seen = np.asarray(user.seen_rows, dtype=np.int64)
         if found.size * DENSE_FACTOR >= n_items:
             # Many gathered entries for the catalog's size: accumulate over the whole catalog
-            # (two bincounts) rather than sort them (same scores, same tie order).
-            dense = np.bincount(found[present], weights=gains[present], minlength=n_items)
-            dense[np.bincount(found[present], minlength=n_items) == 0] = -np.inf  # untouched
-            return top_k_unseen(dense, np.asarray(user.seen_rows, dtype=np.int64), k)
+            # rather than sort them (same scores, same tie order). Weights are > 0, so a row
+            # no neighbour reached is exactly the rows at 0.
+            dense = np.bincount(found, weights=gains, minlength=n_items + 1)[:n_items]
+            dense[dense <= 0] = -np.inf  # untouched
+            return top_k_unseen(dense, seen, k)
+        present = found < n_items
         rows, slot = np.unique(found[present], return_inverse=True)  # touched rows, sorted
         scores = np.bincount(slot, weights=gains[present], minlength=len(rows))
-        seen = np.asarray(user.seen_rows, dtype=np.int64)
         at = np.minimum(np.searchsorted(rows, seen), len(rows) - 1)
         picked = top_k_unseen(scores, at[rows[at] == seen], k)
         return SourceCandidates(rows[picked.rows].astype(np.int64), picked.scores)

@@ -75,6 +75,9 @@ def top_k_unseen(scores: np.ndarray, seen_rows: np.ndarray, k: int) -> SourceCan
 
 
 TRENDING_DAYS = 30
+# Neighbour sources accumulate over the whole catalog (bincount) rather than sort the gathered
+# entries (np.unique) once these reach 1/8 of the catalog.
+DENSE_FACTOR = 8
 
 
 class RankedListSource:

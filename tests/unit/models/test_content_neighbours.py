@@ -196,3 +196,19 @@ def test_history_must_be_positive() -> None:
     table = ContentTable(np.zeros((1, 1), np.int32), np.zeros((1, 1), np.float32), {})
     with pytest.raises(ValueError, match="history must be >= 1"):
         ContentSource(table, history=0)
+
+
+@pytest.mark.parametrize("recent", [[WRATH_OF_KHAN - 1], [TOY_STORY - 1, 99, 180, 49]])
+def test_dense_and_sorted_accumulation_agree(
+    ml100k_dir: Path, recent: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = ml100k_items(ml100k_dir)
+    table = build_content_neighbours(items, np.zeros(len(items), np.int64), 20)
+    source = ContentSource(table, history=5)
+    found = {}
+    for factor in (0, 10**9):  # sort the gathered rows / accumulate over the whole catalog
+        monkeypatch.setattr(content, "DENSE_FACTOR", factor)
+        got = source.candidates(user(recent, [recent[0]]), k=len(items))
+        found[factor] = dict(zip(got.rows.tolist(), got.scores.tolist(), strict=True))
+    assert found[0] == found[10**9]
+    assert len(found[0]) > 10
