@@ -33,7 +33,7 @@ def test_embedded_targets_are_relative_to_the_trivial_service() -> None:
     assert not verdicts[("embedded", "errors")]
 
 
-def test_remote_targets_are_absolute_and_two_workers_only_share_the_tail_check() -> None:
+def test_remote_targets_are_absolute_and_two_workers_are_held_to_throughput() -> None:
     remote = dataclasses.replace(TRIVIAL, seq_p50_ms=4.9, seq_p99_ms=15.5, conc_rps=430.0)
     two = dataclasses.replace(TRIVIAL, seq_p50_ms=3.0, seq_p99_ms=10.0)
     figures = {"trivial": TRIVIAL, "remote": remote, "embedded, 2 workers": two}
@@ -44,4 +44,6 @@ def test_remote_targets_are_absolute_and_two_workers_only_share_the_tail_check()
     assert {figure for variant, figure in verdicts if variant == "embedded, 2 workers"} == {
         "sequential p99 / p50",
         "errors",
+        "16 clients req/s",
     }
+    assert verdicts[("embedded, 2 workers", "16 clients req/s")]  # 700 >= 0.8 x 700
