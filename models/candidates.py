@@ -78,9 +78,7 @@ class CandidateGenerator:
         self.quotas = {n: int(quotas[n]) for n in SOURCE_ORDER if n in quotas}
         self.fused_max = fused_max
         # Each source's relative ranks (rank / quota), made once: fusion slices them.
-        self._relative = {
-            SOURCE_ORDER.index(n): np.arange(q) / q for n, q in self.quotas.items()
-        }
+        self._relative = {SOURCE_ORDER.index(n): np.arange(q) / q for n, q in self.quotas.items()}
 
     @property
     def names(self) -> tuple[str, ...]:
