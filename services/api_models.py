@@ -62,10 +62,16 @@ class Recommendation(BaseModel):
 
 
 class RecommendResponse(BaseModel):
-    """POST /recommend (DESIGN.md's HTTP API)."""
+    """POST /recommend (DESIGN.md's HTTP API).
+
+    `degraded` names the stages the answer had to do without (remote stages that failed or
+    whose circuit is open): ``ranker``: the retrieval order; ``retriever``: the most popular
+    movies the user has not rated. Empty for a full answer.
+    """
 
     user_id: int
     recommendations: list[Recommendation]
     cold_start: bool
     model_version: dict[str, str]
     timings_ms: dict[str, float]
+    degraded: list[str] = []

@@ -18,6 +18,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.stage_client import StageUnavailable
+
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
@@ -76,20 +78,30 @@ async def _ask_ranker(method: str, **kwargs: Any) -> dict[str, Any]:
 
 
 async def health(request: Request) -> JSONResponse:
-    """Liveness plus feature-store state; `degraded` while Redis is bypassed."""
-    store = await _ask_ranker("health")
+    """Liveness plus stage and feature-store state; `degraded` while Redis or a remote stage is
+    bypassed (the answers then do without it)."""
+    service = _service()
+    circuits = service.stages.circuits()
+    try:
+        store = await _ask_ranker("health")
+    except StageUnavailable as exc:
+        store = {"feature_store": {"error": str(exc)}}
     feature_store = store.get("feature_store", {})
-    degraded = feature_store.get("mode") == "redis" and feature_store.get("circuit") != "closed"
-    events = _service().ingest.status()
-    degraded = degraded or bool(events.get("pending_redis"))
-    return JSONResponse(
-        {
-            "status": "degraded" if degraded else "ok",
-            "stages": _service().stages.placement,
-            "feature_store": feature_store,
-            "events": events,
-        }
+    degraded = "error" in feature_store or (
+        feature_store.get("mode") == "redis" and feature_store.get("circuit") != "closed"
     )
+    events = service.ingest.status()
+    degraded = degraded or bool(events.get("pending_redis"))
+    degraded = degraded or any(state != "closed" for state in circuits.values())
+    body = {
+        "status": "degraded" if degraded else "ok",
+        "stages": service.stages.placement,
+        "feature_store": feature_store,
+        "events": events,
+    }
+    if circuits:
+        body["stage_circuits"] = circuits
+    return JSONResponse(body)
 
 
 async def ready(request: Request) -> JSONResponse:
@@ -137,7 +149,12 @@ async def drift_report(request: Request) -> Response:
     return JSONResponse(report)
 
 
+async def _stage_down(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": f"a stage is unavailable: {exc}"}, status_code=503)
+
+
 ops_app = Starlette(
+    exception_handlers={StageUnavailable: _stage_down},
     routes=[
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
@@ -145,5 +162,5 @@ ops_app = Starlette(
         Route("/drift/status", drift_status, methods=["GET"]),
         Route("/drift/check", drift_check, methods=["POST"]),
         Route("/drift/report", drift_report, methods=["GET"]),
-    ]
+    ],
 )

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from services.api_models import Recommendation, RecommendResponse
+from services.api_models import RankedItem, Recommendation, RecommendResponse, RetrieveResponse
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from services.stages import Stages
+    from services.stages import Retrieved, Stages
 
 REQUESTS = Counter("recsys_requests", "Recommendation requests by outcome", ["outcome"])
 COLD_STARTS = Counter("recsys_cold_starts", "Requests for users unknown to the models")
@@ -67,14 +67,18 @@ class RecommendationPipeline:
         start = time.perf_counter()
         found = await self.stages.retrieve(user_id, max(self.candidates, k), exclude_seen)
         retrieved = time.perf_counter()
-        items = []
+        items: list[RankedItem] = []
         ranker_version: dict[str, str] = {}
         features_ms = 0.0  # the ranker's own feature read + assembly time
-        if found.item_ids:
+        degraded = list(found.degraded)
+        if found.degraded:  # the popularity fallback: its order is the answer
+            items = [RankedItem(item_id=i, score=s) for i, s in _head(found, k)]
+        elif found.item_ids:
             ranked = await self.stages.rank(user_id, found, k, explain)
-            items = ranked.items
-            ranker_version = ranked.model_version
-            features_ms = float(ranked.timings_ms.get("features", 0.0))
+            items = ranked.response.items
+            ranker_version = ranked.response.model_version
+            features_ms = float(ranked.response.timings_ms.get("features", 0.0))
+            degraded += ranked.degraded
         done = time.perf_counter()
 
         titles = self.catalog.titles_of([it.item_id for it in items])
@@ -109,4 +113,12 @@ class RecommendationPipeline:
             cold_start=found.cold_start,
             model_version={**found.model_version, **ranker_version},
             timings_ms=timings,
+            degraded=degraded,
         )
+
+
+def _head(found: Retrieved, k: int) -> list[tuple[int, float]]:
+    """The first `k` (item id, score) of a first-stage answer in its wire form."""
+    wire = found.candidates
+    assert isinstance(wire, RetrieveResponse)
+    return list(zip(wire.item_ids[:k], wire.scores[:k], strict=True))

@@ -42,7 +42,7 @@ from services.ranker import RankerService
 from services.retriever import RetrieverService
 from services.settings import get_settings
 from services.stage_client import StageUnavailable, stage
-from services.stages import InProcessStages, RemoteStages, Stages
+from services.stages import InProcessStages, PopularFallback, RemoteStages, Stages
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +92,10 @@ class RecommendationService:
             self.stages = InProcessStages(RetrieverService(), RankerService())
         else:
             self.stages = RemoteStages(
-                stage(self, "retriever", settings.request_timeout_s),
-                stage(self, "ranker", settings.request_timeout_s),
+                stage(self, "retriever", settings.remote.deadline_s),
+                stage(self, "ranker", settings.remote.deadline_s),
+                settings.remote,
+                PopularFallback(snapshot.history),
             )
         self.pipeline = RecommendationPipeline(
             self.stages,

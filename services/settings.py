@@ -40,6 +40,19 @@ class ArtifactSettings(BaseModel):
     """Popular and trending lists (candidate sources ``popular``, ``trending``)."""
 
 
+class RemoteStageSettings(BaseModel):
+    """Calls to stages in other processes (`stages=remote`; RECSYS_REMOTE__*)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    deadline_s: float = Field(1.0, gt=0)
+    """Each stage call's deadline; past it the request is answered without that stage."""
+    failure_threshold: int = Field(3, ge=1)
+    """Consecutive failed calls to a stage that open its circuit (calls then skip it)."""
+    reset_timeout_s: float = Field(2.0, gt=0)
+    """How long an open circuit waits before one trial call."""
+
+
 # Clients of a dependency (bentoml.depends) renew their connection after `max_requests` requests
 # or `max_age` seconds, failing the requests in flight (DESIGN.md): never, in practice.
 DEPENDENCY_CONNECTION = {"max_requests": 1_000_000_000, "max_age": 1e9}
@@ -81,6 +94,7 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     """Worker processes of the RecommendationService (``RECSYS_WORKERS``); with `embedded`
     stages each worker holds its own copy of the models."""
+    remote: RemoteStageSettings = RemoteStageSettings()
     retriever_url: str | None = None
     """URL of a separately deployed RetrieverService (`remote` stages); unset = a dependency
     process started by `bentoml serve`."""

@@ -136,6 +136,8 @@ def test_health_and_info_say_the_placement(
     health = served.get("/health").json()
     assert "pending_redis" not in health.pop("events")  # parquet mode: the log is the state
     assert health.pop("stages") == placement
+    if placement == "remote":
+        assert health.pop("stage_circuits") == {"retriever": "closed", "ranker": "closed"}
     assert health == {
         "status": "ok",
         "feature_store": {"mode": "parquet", "backend": "memory", "circuit": "disabled"},
