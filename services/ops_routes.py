@@ -67,6 +67,34 @@ class _TooLarge(Exception):
     pass
 
 
+JSON_TYPES = ("application/json", "text/plain")  # and application/<anything>+json
+
+
+class JsonBodiesOnly:
+    """Answers 415 to a POST whose Content-Type is neither JSON nor plain text.
+
+    Every POST route takes a JSON body (or none). Without this, BentoML parses a multipart or
+    form body itself: a multipart type without a boundary was a 500, a form a confusing 400.
+    No Content-Type at all is read as JSON, as before.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            raw = dict(scope.get("headers") or []).get(b"content-type")
+            media = raw.decode("latin-1").split(";", 1)[0].strip().lower() if raw else ""
+            if media and media not in JSON_TYPES and not media.endswith("+json"):
+                response = JSONResponse(
+                    {"error": f"unsupported media type {media!r}: send application/json"},
+                    status_code=415,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _service() -> Any:
     return bentoml.get_current_service()
 

@@ -31,12 +31,13 @@ from models import artifacts
 from services import shared
 from services.api_models import RecommendResponse
 from services.events import (
+    MAX_ID,
     EventIn,
     EventIngest,
     EventsAccepted,
     EventsRequest,
 )
-from services.ops_routes import MAX_BODY_BYTES, BodySizeLimit, ops_app
+from services.ops_routes import MAX_BODY_BYTES, BodySizeLimit, JsonBodiesOnly, ops_app
 from services.pipeline import REQUESTS, Catalog, RecommendationPipeline
 from services.ranker import RankerService
 from services.retriever import RetrieverService
@@ -54,7 +55,11 @@ class RecommendRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    user_id: int = Field(description="MovieLens user id; unknown ids get a cold-start list.")
+    user_id: int = Field(
+        ge=-MAX_ID - 1,
+        le=MAX_ID,
+        description="MovieLens user id (a 64-bit integer); unknown ids get a cold-start list.",
+    )
     k: int = Field(10, ge=1, le=100, description="How many movies to return (1..100).")
     exclude_seen: bool = Field(True, description="Never return movies the user has rated.")
     explain: bool = Field(
@@ -153,6 +158,7 @@ class RecommendationService:
 
 
 RecommendationService.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+RecommendationService.add_asgi_middleware(JsonBodiesOnly)
 
 
 def _declare_models_of(service: Any, stages: tuple[Any, ...]) -> None:

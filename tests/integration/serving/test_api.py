@@ -76,6 +76,8 @@ def test_unknown_user_gets_cold_start_list(client: TestClient) -> None:
         ({"user_id": 1, "k": "ten"}, "k"),  # k a string
         ({"user_id": 1, "exclude_seen": "no"}, "exclude_seen"),  # not a boolean
         ({"user_id": 1, "colour": "red"}, "colour"),  # unknown fields are rejected
+        ({"user_id": 2**63}, "user_id"),  # beyond int64 (was a 500)
+        ({"user_id": -(2**63) - 1}, "user_id"),
     ],
 )
 def test_bad_input_gets_400_naming_the_field(
@@ -100,6 +102,28 @@ def test_malformed_bodies_get_4xx(client: TestClient, content: bytes, status: in
         "/recommend", content=content, headers={"content-type": "application/json"}
     )
     assert response.status_code == status
+
+
+@pytest.mark.parametrize(
+    "media",
+    ["multipart/form-data", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded",
+     "application/xml", "image/png"],
+)  # fmt: skip
+@pytest.mark.parametrize("route", ["/recommend", "/events"])
+def test_bodies_that_are_not_json_get_415(client: TestClient, media: str, route: str) -> None:
+    response = client.post(route, content=b'{"user_id": 1}', headers={"content-type": media})
+    assert response.status_code == 415  # a multipart type without a boundary was a 500
+    assert media.split(";")[0] in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "media", [None, "application/json", "application/json; charset=utf-8", "text/plain"]
+)
+def test_json_like_bodies_are_read(client: TestClient, media: str | None) -> None:
+    headers = {"content-type": media} if media else {}
+    response = client.post("/recommend", content=b'{"user_id": 1, "k": 2}', headers=headers)
+    assert response.status_code == 200
+    assert len(response.json()["recommendations"]) == 2
 
 
 def test_health_reports_feature_store(client: TestClient) -> None:
