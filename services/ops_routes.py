@@ -111,6 +111,8 @@ async def health(request: Request) -> JSONResponse:
     service = _service()
     circuits = service.stages.circuits()
     try:
+        if circuits.get("ranker", "closed") != "closed":  # do not wait on a stage known down
+            raise StageUnavailable("the ranker's circuit is open")
         store = await _ask_ranker("health")
     except StageUnavailable as exc:
         store = {"feature_store": {"error": str(exc)}}

@@ -97,10 +97,12 @@ class RecommendationService:
             self.stages = InProcessStages(RetrieverService(), RankerService())
         else:
             self.stages = RemoteStages(
-                stage(self, "retriever", settings.remote.deadline_s),
-                stage(self, "ranker", settings.remote.deadline_s),
+                stage(self, "retriever", settings.request_timeout_s),
+                stage(self, "ranker", settings.request_timeout_s),
                 settings.remote,
                 PopularFallback(snapshot.history),
+                # Below BentoML's own request timeout, which would answer first.
+                ops_timeout_s=0.75 * settings.request_timeout_s,
             )
         self.pipeline = RecommendationPipeline(
             self.stages,

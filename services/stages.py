@@ -171,6 +171,7 @@ class RemoteStages:
         ranker: the same for the RankerService.
         settings: deadline and circuit-breaker thresholds.
         fallback: the answer when the retriever cannot give one.
+        ops_timeout_s: how long an operational call (info, health, drift) may take.
     """
 
     placement = "remote"
@@ -181,10 +182,12 @@ class RemoteStages:
         ranker: Any,
         settings: RemoteStageSettings,
         fallback: PopularFallback,
+        ops_timeout_s: float = 2.0,
     ) -> None:
         self.retriever = retriever
         self.ranker = ranker
         self.deadline_s = settings.deadline_s
+        self.ops_timeout_s = ops_timeout_s
         self.fallback = fallback
         self.breakers = {
             name: CircuitBreaker(
@@ -258,14 +261,14 @@ class RemoteStages:
         """An operational API (`info`, `health`, `drift_*`) of `stage` (retriever or ranker).
 
         Raises:
-            StageUnavailable: the stage did not answer within the deadline.
+            StageUnavailable: the stage did not answer within `ops_timeout_s`.
         """
         try:
             result: dict[str, Any] = await asyncio.wait_for(
-                call_stage(getattr(self, stage), api, **kwargs), self.deadline_s
+                call_stage(getattr(self, stage), api, **kwargs), self.ops_timeout_s
             )
         except TimeoutError as exc:
-            raise StageUnavailable(f"{stage} /{api}: no answer in {self.deadline_s} s") from exc
+            raise StageUnavailable(f"{stage} /{api}: no answer in {self.ops_timeout_s} s") from exc
         return result
 
     def circuits(self) -> dict[str, str]:

@@ -95,15 +95,15 @@ class Load:
             thread.join()
 
 
-def _full_again(http: httpx.Client, user: int) -> float:
-    """Seconds until an answer for `user` is no longer degraded (fails after RECOVERY_S)."""
+def _full_again(http: httpx.Client, user: int, within_s: float = RECOVERY_S) -> float:
+    """Seconds until an answer for `user` is no longer degraded (fails after `within_s`)."""
     began = time.perf_counter()
-    while time.perf_counter() - began < RECOVERY_S:
+    while time.perf_counter() - began < within_s:
         body = http.post("/recommend", json={"user_id": user, "k": 10}).json()
         if not body["degraded"]:
             return time.perf_counter() - began
         time.sleep(0.1)
-    raise AssertionError(f"answers still degraded {RECOVERY_S} s after the stage returned")
+    raise AssertionError(f"answers still degraded {within_s} s after the stage returned")
 
 
 def _metric(text: str, name: str, labels: str) -> float:
@@ -191,7 +191,9 @@ def test_a_killed_ranker_is_restarted_and_no_request_fails(
         time.sleep(1.0)
         os.kill(ranker.pid, signal.SIGKILL)
         time.sleep(2.0)
-        _full_again(http, users[1])  # BentoML restarts the process; the breaker lets it back
+        # BentoML restarts the process (it loads its models again: seconds, more on a busy
+        # machine), then the breaker's next trial call lets it back.
+        _full_again(http, users[1], within_s=60.0)
     assert _stage_process(remote, "ranker").pid != ranker.pid
     statuses = Counter(status for _, status, _, _ in load.answers)
     assert statuses == {200: len(load.answers)}, statuses
