@@ -72,24 +72,32 @@ def service_env(
 
 
 @contextmanager
-def in_process_service(events_dir: Path) -> Iterator[TestClient]:
-    """A new RecommendationService instance (stages composed in process) with its event log."""
-    from services.recommendation import RecommendationService
+def event_log_at(events_dir: Path) -> Iterator[None]:
+    """This process's settings read the event log at `events_dir` inside the block."""
     from services.settings import get_settings
 
     saved = os.environ.get("RECSYS_EVENTS__DIR")
     os.environ["RECSYS_EVENTS__DIR"] = str(events_dir)
     get_settings.cache_clear()
     try:
-        app = RecommendationService.to_asgi()
-        with TestClient(app, raise_server_exceptions=False) as test_client:
-            yield test_client
+        yield
     finally:
         if saved is None:
             os.environ.pop("RECSYS_EVENTS__DIR", None)
         else:
             os.environ["RECSYS_EVENTS__DIR"] = saved
         get_settings.cache_clear()
+
+
+@contextmanager
+def in_process_service(events_dir: Path) -> Iterator[TestClient]:
+    """A new RecommendationService instance (stages composed in process) with its event log."""
+    from services.recommendation import RecommendationService
+
+    with event_log_at(events_dir):
+        app = RecommendationService.to_asgi()
+        with TestClient(app, raise_server_exceptions=False) as test_client:
+            yield test_client
 
 
 @pytest.fixture(scope="session")

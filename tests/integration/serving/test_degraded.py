@@ -29,6 +29,8 @@ import pytest
 from models.train import TrainReport
 from services.tooling.bench_service import ServedProcess, serve
 
+from .conftest import event_log_at
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SERVICE = "services.recommendation:RecommendationService"
@@ -119,21 +121,11 @@ def retrieval_order(
 ) -> Callable[[int, int], list[int]]:
     """First-stage answers of the same models, in process (the embedded pipeline), from an
     empty event log like the served one's."""
-    from services.settings import get_settings
     from services.tooling.batch import recommend_many
 
-    saved = os.environ.get("RECSYS_EVENTS__DIR")
-    os.environ["RECSYS_EVENTS__DIR"] = str(tmp_path_factory.mktemp("no-events"))
-    get_settings.cache_clear()
-    try:
+    with event_log_at(tmp_path_factory.mktemp("no-events")):
         users = range(1, 301)  # the synthetic set's users
         found = {a["user_id"]: a["item_ids"] for a in recommend_many(users, 200, "retrieval")}
-    finally:
-        if saved is None:
-            os.environ.pop("RECSYS_EVENTS__DIR", None)
-        else:
-            os.environ["RECSYS_EVENTS__DIR"] = saved
-        get_settings.cache_clear()
     return lambda user, k: [int(i) for i in found[user][:k]]
 
 
