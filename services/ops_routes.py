@@ -9,6 +9,7 @@ assembled), so /health and the drift routes ask it.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import bentoml
@@ -93,6 +94,46 @@ class JsonBodiesOnly:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+_PYDANTIC_LINK = re.compile(r"\s*For further information visit \S+")
+
+
+class RejectedRequestLog(logging.Filter):
+    """One line, no traceback, for a request BentoML rejects as the client's error.
+
+    BentoML logs every 400 (an invalid body) as ``Exception on /recommend [POST]`` at ERROR with
+    the full traceback: under bad traffic the log is noise, and real errors drown in it. This
+    filter, on BentoML's HTTP-app logger, turns those records into one WARNING line saying what
+    was wrong; errors of the service itself (5xx) keep their traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not _client_error(exc):
+            return True
+        path, method = record.args if isinstance(record.args, tuple) else ("?", "?")
+        reason = _PYDANTIC_LINK.sub("", " ".join(str(exc).split()))[:300]
+        record.msg, record.args = "rejected %s %s: %s", (method, path, reason)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def _client_error(exc: BaseException) -> bool:
+    from bentoml.exceptions import BentoMLException
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return True
+    return isinstance(exc, BentoMLException) and int(exc.error_code) < 500
+
+
+def quiet_rejections() -> None:
+    """Install `RejectedRequestLog` on BentoML's HTTP-app logger (once per process)."""
+    logger = logging.getLogger("bentoml._internal.server.http_app")
+    if not any(isinstance(f, RejectedRequestLog) for f in logger.filters):
+        logger.addFilter(RejectedRequestLog())
 
 
 def _service() -> Any:

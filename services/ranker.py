@@ -25,6 +25,7 @@ from models.sources import SOURCE_ORDER, decode_sources, source_features
 from monitoring.served import ServedFeatureMonitor
 from services import shared
 from services.api_models import Contribution, RankedItem, RankResponse
+from services.ops_routes import quiet_rejections
 from services.settings import DEPENDENCY_CONNECTION, get_settings
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class RankerService:
             partial(artifacts.load_drift_sample, drift_tag),  # read by the first drift check
             settings.drift,
         )
+        quiet_rejections()  # one line, no traceback, per rejected request
         self._ready = True
         # Loaded objects live for the process: keep them out of every GC pass (DESIGN.md traps).
         gc.freeze()

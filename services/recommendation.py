@@ -37,7 +37,13 @@ from services.events import (
     EventsAccepted,
     EventsRequest,
 )
-from services.ops_routes import MAX_BODY_BYTES, BodySizeLimit, JsonBodiesOnly, ops_app
+from services.ops_routes import (
+    MAX_BODY_BYTES,
+    BodySizeLimit,
+    JsonBodiesOnly,
+    ops_app,
+    quiet_rejections,
+)
 from services.pipeline import REQUESTS, Catalog, RecommendationPipeline
 from services.ranker import RankerService
 from services.retriever import RetrieverService
@@ -109,6 +115,7 @@ class RecommendationService:
             Catalog.from_frame(snapshot.catalog),
             candidates=settings.retrieval.fused_max,
         )
+        quiet_rejections()  # after BentoML configured logging in this worker
         self.ready = True
         gc.freeze()  # loaded objects live for the process: keep them out of GC passes
         logger.info(

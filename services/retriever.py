@@ -29,6 +29,7 @@ from models.candidates import (
 from models.sources import SOURCE_ORDER, encode_sources
 from services import shared
 from services.api_models import RetrieveResponse
+from services.ops_routes import quiet_rejections
 from services.settings import DEPENDENCY_CONNECTION, get_settings
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class RetrieverService:
             **{f"source_{kind}": str(m.tag) for kind, m in self.source_models.items()},
         }
         self._per_source = {name: CANDIDATES.labels(name) for name in SOURCE_ORDER}
+        quiet_rejections()  # one line, no traceback, per rejected request
         self._ready = True
         # Loaded objects live for the process: keep them out of every GC pass (DESIGN.md traps).
         gc.freeze()

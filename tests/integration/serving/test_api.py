@@ -6,6 +6,7 @@ process as BentoML does when no URLs are configured, over models trained in the 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
@@ -173,3 +174,16 @@ def test_explain_shows_reasons_and_the_sources_behind_each_movie(
     proposed = REGISTRY.get_sample_value("recsys_candidates_total", {"source": "two_tower"})
     assert proposed is not None
     assert proposed >= 2 * 100  # two requests, 100 two-tower candidates each
+
+
+def test_a_rejected_request_is_one_log_line_without_traceback(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="bentoml._internal.server.http_app"):
+        assert _post(client, {"user_id": "x"}).status_code == 400
+    records = [r for r in caplog.records if r.name == "bentoml._internal.server.http_app"]
+    assert len(records) == 1
+    assert records[0].levelname == "WARNING"
+    assert records[0].exc_info is None
+    assert "rejected POST /recommend" in records[0].getMessage()
+    assert "user_id" in records[0].getMessage()
