@@ -159,3 +159,35 @@ def test_two_replicas_share_redis_and_redis_death_loses_nothing(
     # none lost, none applied twice
     assert sorted(t for t in found if t[0] >= 81_000_000) == sorted(expected)
     assert len([t for t in found if t[0] < 81_000_000]) == len(rated)
+
+
+def test_two_workers_share_the_event_log(
+    trained_models: TrainReport,
+    service_env: dict[str, str],
+    history: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    """RECSYS_WORKERS=2 (embedded stages, parquet): an event posted to one worker is known to
+    the other at its next request (every request below opens a new connection, so the kernel
+    spreads them over both workers; the server log shows both answered)."""
+    from services.tooling.bench_service import serve
+
+    env = {**service_env, "RECSYS_EVENTS__DIR": str(tmp_path / "events"), "RECSYS_WORKERS": "2"}
+    users = [int(u) for u in history["user_id"].drop_duplicates().iloc[-60:-40]]
+    with serve(SERVICE, extra_env=env, log_dir=tmp_path) as served:
+
+        def fresh() -> httpx.Client:
+            return httpx.Client(base_url=served.url, timeout=30, headers={"connection": "close"})
+
+        for trial in range(30):
+            user = users[trial % len(users)]
+            with fresh() as http:
+                top, _ = _top(http, user)
+            with fresh() as http:
+                _post(http, [{"user_id": user, "item_id": top[0], "rating": 4}])
+            for _ in range(3):  # whichever worker answers next
+                with fresh() as http:
+                    assert top[0] not in _top(http, user)[0], f"trial {trial}: {top[0]} again"
+        log = served.log_path.read_text()
+    assert "entry_service:recommendation:1]" in log
+    assert "entry_service:recommendation:2]" in log
