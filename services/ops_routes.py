@@ -68,6 +68,48 @@ class _TooLarge(Exception):
     pass
 
 
+class PlainErrorsAsJson:
+    """Rewrites the routers' plain-text 404 and 405 into the error model, `{"error": ...}`.
+
+    Starlette (BentoML's app and the ops app) answers an unknown path or method with a
+    plain-text body; every other error of the API is JSON with an ``error`` field. The
+    ``Allow`` header of a 405 is kept.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        replaced = False
+
+        async def rewriting_send(message: Message) -> None:
+            nonlocal held, replaced
+            if replaced:  # the rest of the plain-text body: already answered
+                return
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers") or [])
+                plain = headers.get(b"content-type", b"").startswith(b"text/plain")
+                if message["status"] in (404, 405) and plain:
+                    held = message  # wait for the body, answer JSON instead
+                    return
+            elif held is not None and message["type"] == "http.response.body":
+                status = held["status"]
+                what = "no such route" if status == 404 else "method not allowed"
+                body = {"error": f"{what}: {scope.get('method')} {scope.get('path')}"}
+                allow = dict(held.get("headers") or []).get(b"allow")
+                headers = {"allow": allow.decode("latin-1")} if allow else None
+                await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
+                replaced = True
+                return
+            await send(message)
+
+        await self.app(scope, receive, rewriting_send)
+
+
 JSON_TYPES = ("application/json", "text/plain")  # and application/<anything>+json
 
 

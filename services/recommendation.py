@@ -41,6 +41,7 @@ from services.ops_routes import (
     MAX_BODY_BYTES,
     BodySizeLimit,
     JsonBodiesOnly,
+    PlainErrorsAsJson,
     ops_app,
     quiet_rejections,
 )
@@ -168,6 +169,7 @@ class RecommendationService:
 
 RecommendationService.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
 RecommendationService.add_asgi_middleware(JsonBodiesOnly)
+RecommendationService.add_asgi_middleware(PlainErrorsAsJson)
 
 
 def _declare_models_of(service: Any, stages: tuple[Any, ...]) -> None:

@@ -187,3 +187,19 @@ def test_a_rejected_request_is_one_log_line_without_traceback(
     assert records[0].exc_info is None
     assert "rejected POST /recommend" in records[0].getMessage()
     assert "user_id" in records[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/nope", 404), ("GET", "/recommend", 405), ("POST", "/health", 405),
+     ("DELETE", "/events", 405), ("GET", "/drift/check", 405)],
+)  # fmt: skip
+def test_unknown_routes_and_methods_answer_the_error_model(
+    client: TestClient, method: str, path: str, status: int
+) -> None:
+    response = client.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert path in response.json()["error"]
+    if status == 405:
+        assert response.headers["allow"]  # the methods the route takes
