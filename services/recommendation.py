@@ -37,6 +37,7 @@ from services.events import (
     EventsAccepted,
     EventsRequest,
 )
+from services.openapi import OpenAPIDocument
 from services.ops_routes import (
     MAX_BODY_BYTES,
     BodySizeLimit,
@@ -170,6 +171,7 @@ class RecommendationService:
 RecommendationService.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
 RecommendationService.add_asgi_middleware(JsonBodiesOnly)
 RecommendationService.add_asgi_middleware(PlainErrorsAsJson)
+RecommendationService.add_asgi_middleware(OpenAPIDocument, service=RecommendationService)
 
 
 def _declare_models_of(service: Any, stages: tuple[Any, ...]) -> None:

@@ -1,0 +1,135 @@
+"""The whole API in one OpenAPI document: BentoML's, completed (GET /docs.json).
+
+BentoML documents the service's own APIs (POST /recommend, /events) and its probes, but not the
+operational routes of the mounted Starlette app (/health, /ready, /info, /drift/*), and it
+declares every error body with a string `detail` while a 400's `detail` is pydantic's list of
+errors. `complete_spec` adds the operational routes with their bodies, declares the one error
+model every error answer uses (`ErrorBody`: `{"error": str, "detail": any}`) for each status the
+API can give (400, 404, 405, 413, 415, 500, 503), and `OpenAPIDocument` serves the result.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+REF = "#/components/schemas/{model}"
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API."""
+
+    error: str = Field(description="What went wrong, for a person.")
+    detail: Any = Field(None, description="Machine-readable detail (validation errors: a list).")
+
+
+class HealthBody(BaseModel):
+    """GET /health."""
+
+    status: str = Field(description="ok, or degraded while Redis or a remote stage is bypassed.")
+    stages: str = Field(description="embedded or remote.")
+    feature_store: dict[str, Any]
+    events: dict[str, Any]
+    stage_circuits: dict[str, str] | None = Field(None, description="Remote stages only.")
+
+
+class ReadyBody(BaseModel):
+    """GET /ready."""
+
+    ready: bool
+
+
+_ERRORS = {
+    400: "Invalid input (validation errors in `detail`)",
+    404: "No such route, or no drift report yet",
+    405: "Method not allowed on this route",
+    409: "Nothing to check yet",
+    413: "Request body over 64 KB",
+    415: "Body is neither JSON nor plain text",
+    500: "Unexpected server error",
+    503: "A stage or the service is unavailable",
+}
+_OBJECT = {"type": "object"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(status: int) -> dict[str, Any]:
+    return _json({"$ref": REF.format(model="ErrorBody")}, _ERRORS[status])
+
+
+def _ops_paths() -> dict[str, Any]:
+    def op(summary: str, ok: dict[str, Any], *errors: int, **more: Any) -> dict[str, Any]:
+        responses = {"200": ok, **{str(s): _error(s) for s in (*errors, 405, 500)}}
+        return {"tags": ["Infrastructure"], "summary": summary, "responses": responses, **more}
+
+    def body(model: str, text: str) -> dict[str, Any]:
+        return _json({"$ref": REF.format(model=model)}, text)
+
+    report_format = {
+        "name": "format",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["json", "html"], "default": "json"},
+    }
+    check = op("Run the Evidently drift job now", _json(_OBJECT, "Its summary"), 409, 503)
+    check["responses"]["202"] = _json(_OBJECT, "Still running: GET /drift/report later")
+    report_ok = _json(_OBJECT, "The latest report's summary")
+    report_ok["content"]["text/html"] = {"schema": {"type": "string"}}
+    return {
+        "/health": {"get": op("Liveness and degradation", body("HealthBody", "State"), 503)},
+        "/ready": {
+            "get": op("Models and features loaded", body("ReadyBody", "Ready"), 503),
+        },
+        "/info": {"get": op("Models, versions, configuration", _json(_OBJECT, "Info"), 503)},
+        "/drift/status": {
+            "get": op("In-process drift monitor", _json(_OBJECT, "Per-feature PSI/KL"), 503)
+        },
+        "/drift/check": {"post": check},
+        "/drift/report": {
+            "get": op(
+                "The latest drift report", report_ok, 400, 404, 503, parameters=[report_format]
+            )
+        },
+    }
+
+
+def complete_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` (BentoML's document as a dict) with the operational routes and the error model."""
+    out = copy.deepcopy(spec)
+    schemas = out.setdefault("components", {}).setdefault("schemas", {})
+    for model in (ErrorBody, HealthBody, ReadyBody):
+        schemas[model.__name__] = model.model_json_schema(ref_template=REF)
+    for name in ("InvalidArgument", "NotFound", "InternalServerError"):
+        schemas.pop(name, None)  # BentoML's error bodies, with a string `detail`
+    for path in ("/recommend", "/events"):
+        operation = out["paths"][path]["post"]
+        ok = {str(k): v for k, v in operation["responses"].items()}["200"]
+        responses = {"200": ok, **{str(s): _error(s) for s in (400, 404, 405, 413, 415, 500, 503)}}
+        operation["responses"] = responses
+    out["paths"].update(_ops_paths())
+    return out
+
+
+class OpenAPIDocument:
+    """Answers GET /docs.json with `complete_spec` of the service's document (made once)."""
+
+    def __init__(self, app: ASGIApp, service: Any) -> None:
+        self.app = app
+        self.service = service
+        self._spec: dict[str, Any] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        asked = scope["type"] == "http" and scope.get("method") in ("GET", "HEAD")
+        if asked and scope.get("path") == "/docs.json":
+            if self._spec is None:
+                self._spec = complete_spec(self.service.openapi_spec.asdict())
+            await JSONResponse(self._spec)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
