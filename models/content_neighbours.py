@@ -30,7 +30,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from data.features import genre_matrix
-from models.sources import DENSE_FACTOR, SourceCandidates, UserContext, top_k_unseen
+from models.sources import (
+    DENSE_FACTOR,
+    SourceCandidates,
+    UserContext,
+    dense_top_k,
+    pads_past_catalog,
+    top_k_unseen,
+)
 
 YEAR_STEP = 2.0  # years between two centres of the year kernel
 YEAR_MARGIN = 20.0  # kernel centres reach this far beyond the catalog's years
@@ -243,8 +250,7 @@ class ContentSource:
         self.table = table
         self.history = history
         n_items = table.n_items
-        pads = table.neighbours < 0  # pads point at one extra bin past the catalog
-        self._neighbours = np.where(pads, n_items, table.neighbours).astype(table.neighbours.dtype)
+        self._neighbours = pads_past_catalog(table.neighbours, n_items)
 
     def candidates(self, user: UserContext, k: int) -> SourceCandidates:
         """Cold movies by the summed neighbour weight of the user's recent rows, seen excluded.
@@ -258,9 +264,7 @@ class ContentSource:
         seen = user.seen_rows
         if neighbours.size * DENSE_FACTOR >= n_items:
             # Accumulate over the catalog (weights are > 0: unreached rows stay at 0).
-            dense = np.bincount(neighbours, weights=weights, minlength=n_items + 1)[:n_items]
-            dense[dense <= 0] = -np.inf
-            return top_k_unseen(dense, np.asarray(seen, dtype=np.int64), k)
+            return dense_top_k(neighbours, weights, n_items, np.asarray(seen, np.int64), k)
         valid = neighbours < n_items
         if not valid.any():
             return SourceCandidates(np.empty(0, np.int64), np.empty(0, np.float32))

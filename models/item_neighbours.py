@@ -27,7 +27,14 @@ import scipy.sparse as sp
 
 from models.baselines import EASE_MAX_ITEMS, EASERecommender, KnownItems
 from models.evaluation import evaluate_recommender
-from models.sources import DENSE_FACTOR, SourceCandidates, UserContext, top_k_unseen
+from models.sources import (
+    DENSE_FACTOR,
+    SourceCandidates,
+    UserContext,
+    dense_top_k,
+    pads_past_catalog,
+    top_k_unseen,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -211,8 +218,7 @@ class ItemNeighbourSource:
         self.decay = decay
         n_items = len(table.neighbours)
         # Pads (-1) point at one extra bin past the catalog: no filtering per request.
-        pads = table.neighbours < 0
-        self._neighbours = np.where(pads, n_items, table.neighbours).astype(table.neighbours.dtype)
+        self._neighbours = pads_past_catalog(table.neighbours, n_items)
         self._powers = np.ones(0)  # decay ** 0, 1, 2, ... (grown on demand)
 
     def _recency_weights(self, h: int) -> np.ndarray:
@@ -239,9 +245,7 @@ class ItemNeighbourSource:
             # Many gathered entries for the catalog's size: accumulate over the whole catalog
             # rather than sort them (same scores, same tie order). Weights are > 0, so a row
             # no neighbour reached is exactly the rows at 0.
-            dense = np.bincount(found, weights=gains, minlength=n_items + 1)[:n_items]
-            dense[dense <= 0] = -np.inf  # untouched
-            return top_k_unseen(dense, seen, k)
+            return dense_top_k(found, gains, n_items, seen, k)
         present = found < n_items
         rows, slot = np.unique(found[present], return_inverse=True)  # touched rows, sorted
         scores = np.bincount(slot, weights=gains[present], minlength=len(rows))

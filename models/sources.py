@@ -74,6 +74,25 @@ def top_k_unseen(scores: np.ndarray, seen_rows: np.ndarray, k: int) -> SourceCan
     return SourceCandidates(top.astype(np.int64), scores[top].astype(np.float32))
 
 
+def pads_past_catalog(neighbours: np.ndarray, n_items: int) -> np.ndarray:
+    """A neighbour table whose -1 pads point at row `n_items`, one bin past the catalog, so a
+    request can accumulate gathered rows without filtering the pads out first."""
+    return np.where(neighbours < 0, n_items, neighbours).astype(neighbours.dtype)
+
+
+def dense_top_k(
+    rows: np.ndarray, weights: np.ndarray, n_items: int, seen_rows: np.ndarray, k: int
+) -> SourceCandidates:
+    """The best `k` unseen rows by summed positive `weights`, accumulated over the catalog.
+
+    `rows` may hold the pad row `n_items` (its weights are dropped); a row no weight reached
+    is never proposed.
+    """
+    dense = np.bincount(rows, weights=weights, minlength=n_items + 1)[:n_items]
+    dense[dense <= 0] = -np.inf  # untouched (weights are > 0)
+    return top_k_unseen(dense, seen_rows, k)
+
+
 TRENDING_DAYS = 30
 # Neighbour sources accumulate over the whole catalog (bincount) rather than sort the gathered
 # entries (np.unique) once these reach 1/8 of the catalog.

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from services.api_models import RankedItem, Recommendation, RecommendResponse, RetrieveResponse
+from services.api_models import RankedItem, Recommendation, RecommendResponse
+from services.stages import retrieval_order
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from services.stages import Retrieved, Stages
+    from services.stages import Stages
 
 REQUESTS = Counter("recsys_requests", "Recommendation requests by outcome", ["outcome"])
 COLD_STARTS = Counter("recsys_cold_starts", "Requests for users unknown to the models")
@@ -72,7 +73,7 @@ class RecommendationPipeline:
         features_ms = 0.0  # the ranker's own feature read + assembly time
         degraded = list(found.degraded)
         if found.degraded:  # the popularity fallback: its order is the answer
-            items = [RankedItem(item_id=i, score=s) for i, s in _head(found, k)]
+            items = retrieval_order(found, k)
         elif found.item_ids:
             ranked = await self.stages.rank(user_id, found, k, explain)
             items = ranked.response.items
@@ -115,10 +116,3 @@ class RecommendationPipeline:
             timings_ms=timings,
             degraded=degraded,
         )
-
-
-def _head(found: Retrieved, k: int) -> list[tuple[int, float]]:
-    """The first `k` (item id, score) of a first-stage answer in its wire form."""
-    wire = found.candidates
-    assert isinstance(wire, RetrieveResponse)
-    return list(zip(wire.item_ids[:k], wire.scores[:k], strict=True))

@@ -251,11 +251,8 @@ class RemoteStages:
         if body is not None:
             return Ranked(RankResponse.model_validate(body))
         DEGRADED.labels("ranker").inc()
-        items = [
-            RankedItem(item_id=i, score=s)
-            for i, s in zip(wire.item_ids[:k], wire.scores[:k], strict=True)
-        ]
-        return Ranked(RankResponse(items=items, model_version={}, timings_ms={}), ("ranker",))
+        response = RankResponse(items=retrieval_order(found, k), model_version={}, timings_ms={})
+        return Ranked(response, ("ranker",))
 
     async def ask(self, stage: str, api: str, **kwargs: Any) -> dict[str, Any]:
         """An operational API (`info`, `health`, `drift_*`) of `stage` (retriever or ranker).
@@ -285,3 +282,13 @@ def _transition_hook(stage: str) -> Any:
 
 
 Stages = InProcessStages | RemoteStages
+
+
+def retrieval_order(found: Retrieved, k: int) -> list[RankedItem]:
+    """The first `k` of a first-stage answer in its wire form, as the answer without a ranker."""
+    wire = found.candidates
+    assert isinstance(wire, RetrieveResponse)
+    return [
+        RankedItem(item_id=i, score=s)
+        for i, s in zip(wire.item_ids[:k], wire.scores[:k], strict=True)
+    ]
