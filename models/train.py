@@ -314,7 +314,7 @@ def save_drift_baseline(
     labels: dict[str, str] | None = None,
 ) -> str:
     """Store the drift monitor's baseline: features served to (a sample of) the known users."""
-    from models.ranker import FEATURE_NAMES
+    from models.ranker import FEATURE_NAMES, USER_FEATURES
     from monitoring.baseline import Baseline, reference_sample
 
     users = np.unique(known["user_id"].to_numpy(np.int64))
@@ -323,7 +323,9 @@ def save_drift_baseline(
         users = np.sort(rng.choice(users, DRIFT_BASELINE_USERS, replace=False))
     features = serving_features(model, users)
     categorical = [c for c in DEMOGRAPHIC_COLUMNS if c in FEATURE_NAMES]
-    baseline = Baseline.from_matrix(features, FEATURE_NAMES, categorical=categorical)
+    baseline = Baseline.from_matrix(
+        features, FEATURE_NAMES, categorical=categorical, per_request=USER_FEATURES
+    )
     sample = reference_sample(features, FEATURE_NAMES, seed=seed)
     return artifacts.save_drift_reference(
         baseline, sample, feature_version, labels=labels, users=len(users)

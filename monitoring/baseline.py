@@ -31,6 +31,7 @@ from monitoring.welford import RunningMoments
 FORMAT_VERSION = 1
 _CHUNK_ROWS = 100_000
 Kind = Literal["numeric", "categorical"]
+Scope = Literal["request", "candidate"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class FeatureBaseline:
         cuts: numeric: sorted interior bin edges; categorical: the category codes, sorted.
         freq: training frequency of each reported bin (numeric: len(cuts) + 1 bins from low to
             high; categorical: one per category in `cuts` order, then ``other``).
+        scope: ``request`` when one request repeats one value on all its candidate rows (the
+            user's features): drift counts it once per request; ``candidate``: once per row.
     """
 
     name: str
@@ -52,6 +55,7 @@ class FeatureBaseline:
     var: float
     cuts: tuple[float, ...]
     freq: tuple[float, ...]
+    scope: Scope = "candidate"
 
     def labels(self) -> list[str]:
         """Human-readable bin labels, aligned with `freq`."""
@@ -98,6 +102,10 @@ class Binning:
         """Counts per raw bin of a (N, F) matrix, shape (n_raw,)."""
         return np.bincount(self.raw_bins(x).ravel(), minlength=self.n_raw)
 
+    def bins(self, x: np.ndarray) -> np.ndarray:
+        """Reported bin of every value of a (N, F) matrix, shape (F, N), numbered per feature."""
+        return self.fold_map[self.raw_bins(x)] - self.offsets[:-1, None]
+
     def fold(self, raw: np.ndarray) -> np.ndarray:
         """Raw-bin counts (n_raw,) -> reported-bin counts (offsets[-1],)."""
         return np.bincount(self.fold_map, weights=raw, minlength=int(self.offsets[-1]))
@@ -131,6 +139,15 @@ class Baseline:
         """Feature names in matrix column order."""
         return [f.name for f in self.features]
 
+    @property
+    def per_request(self) -> list[str]:
+        """Names of the features observed once per request (see `FeatureBaseline.scope`)."""
+        return [f.name for f in self.features if f.scope == "request"]
+
+    def request_mask(self) -> np.ndarray:
+        """(F,) bool: which matrix columns are observed once per request."""
+        return np.array([f.scope == "request" for f in self.features], dtype=bool)
+
     def binning(self) -> Binning:
         """The vectorised bin assigner for these features."""
         return Binning(self.features)
@@ -147,6 +164,7 @@ class Baseline:
         categorical: Sequence[str] = (),
         bins: int = 10,
         max_categories: int = 30,
+        per_request: Sequence[str] = (),
     ) -> Baseline:
         """Compute the baseline of a training feature matrix.
 
@@ -156,6 +174,9 @@ class Baseline:
             categorical: names of the columns that hold category codes.
             bins: quantile bins per numeric feature (fewer when quantiles coincide).
             max_categories: most frequent categories kept per categorical column.
+            per_request: names of the columns that hold one value per request (scope
+                ``request``); the training rows repeat them per candidate just as serving does,
+                so their frequencies need no reweighting.
 
         Returns:
             The baseline: moments, bin edges and bin frequencies per feature.
@@ -166,7 +187,7 @@ class Baseline:
         """
         if x.ndim != 2 or x.shape[1] != len(names):
             raise FeatureMismatchError(len(names), x.shape[1] if x.ndim == 2 else x.ndim)
-        unknown = sorted(set(categorical) - set(names))
+        unknown = sorted((set(categorical) | set(per_request)) - set(names))
         if unknown:
             raise FeatureMismatchError(list(names), unknown)
         moments = RunningMoments(len(names))
@@ -198,8 +219,9 @@ class Baseline:
         for j, feat in enumerate(draft):
             seg = counts[binning.offsets[j] : binning.offsets[j + 1]]
             freq = tuple(float(v) for v in seg / max(len(x), 1))
+            scope: Scope = "request" if feat.name in per_request else "candidate"
             features.append(
-                FeatureBaseline(feat.name, feat.kind, feat.mean, feat.var, feat.cuts, freq)
+                FeatureBaseline(feat.name, feat.kind, feat.mean, feat.var, feat.cuts, freq, scope)
             )
         return cls(tuple(features), n_rows=len(x))
 
@@ -216,6 +238,7 @@ class Baseline:
                     "var": _finite_or_none(f.var),
                     "cuts": list(f.cuts),
                     "freq": list(f.freq),
+                    "scope": f.scope,
                 }
                 for f in self.features
             ],
@@ -232,6 +255,7 @@ class Baseline:
                 var=float("nan") if f["var"] is None else float(f["var"]),
                 cuts=tuple(float(v) for v in f["cuts"]),
                 freq=tuple(float(v) for v in f["freq"]),
+                scope=f.get("scope", "candidate"),  # baselines stored before scopes existed
             )
             for f in data["features"]
         )

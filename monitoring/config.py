@@ -37,7 +37,8 @@ class DriftSettings(BaseModel):
     block_requests: int = 32
     """Requests staged before the monitor folds them into the window in one vectorised step."""
     min_window_requests: int = 100
-    """Below this many requests in the window every status is `insufficient_data`."""
+    """Evidence needed: below this many requests in the monitor's window, or logged requests in
+    the drift job's sample, every status is `insufficient_data` and nothing is flagged."""
     smoothing: float = 1e-4
     """Floor on bin frequencies before PSI/KL, so empty bins stay finite."""
     report_max_rows: int = 20_000

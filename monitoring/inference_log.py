@@ -1,7 +1,9 @@
 """Sampled request features appended to a bounded, rotating parquet log.
 
 On the request path `InferenceLog.log` draws one random number and, for a sampled request, copies
-an evenly strided subset of its rows into an in-memory buffer under a lock. Every
+an evenly strided subset of its rows (the rows the in-process monitor looks at, see
+`monitoring.evidence`) into an in-memory buffer under a lock. Every row carries its request's id
+(unique across processes that share the log), so the drift job can count a request once. Every
 ``log_flush_rows`` rows the buffer is handed to ONE background writer thread, which writes it as a
 new ``features-<time_ns>-<host>-<pid>-<seq>.parquet`` file and then deletes the oldest files
 while the log holds more than ``log_max_rows`` rows. Nothing grows without bound: the buffer is
@@ -28,6 +30,7 @@ import pyarrow.parquet as pq
 
 from monitoring.config import DriftSettings
 from monitoring.errors import FeatureMismatchError, NoLoggedTrafficError
+from monitoring.evidence import strided_rows
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ class InferenceLog:
         self._ids: list[np.ndarray] = []
         self._buffered = 0
         self._requests = 0
+        # Request ids: a random 31-bit prefix per log keeps processes sharing a volume apart.
+        self._id_base = random.Random().getrandbits(31) << 32
         self._seq = 0
         self._origin = f"{socket.gethostname()}-{os.getpid()}"
         self.dropped_rows = 0
@@ -81,13 +86,12 @@ class InferenceLog:
         if x.ndim != 2 or x.shape[1] != len(self.names):
             raise FeatureMismatchError(len(self.names), x.shape[-1] if x.ndim else 0)
         with self._lock:
+            counter = self._requests  # 0, 1, ...: the monitor's offsets, so both see one row set
             self._requests += 1
-            request_id = self._requests
             if self._rng.random() >= self.settings.log_sample_rate or not len(x):
                 return False
-        limit = self.settings.log_rows_per_request
-        if 0 < limit < len(x):
-            x = x[:: -(-len(x) // limit)]
+        x = strided_rows(x, self.settings.log_rows_per_request, counter)
+        request_id = self._id_base + counter
         rows = np.array(x, dtype=np.float32)  # copy: the caller may reuse its buffer
         with self._lock:
             self._buffer.append(rows)
@@ -157,30 +161,49 @@ def _log_files(directory: Path) -> list[Path]:
 
 def read_log(
     source: str | Path, columns: Sequence[str] | None = None, max_rows: int | None = None,
-    seed: int = 0,
+    seed: int = 0, request_ids: bool = False,
 ) -> pd.DataFrame:  # fmt: skip
     """Read a log directory (every ``features-*.parquet``) or one parquet file.
 
     Args:
         source: the log directory or a single parquet file.
         columns: feature columns to read (None: all but the bookkeeping columns).
-        max_rows: uniform sample of at most this many rows (None: all).
+        max_rows: at most about this many rows (None: all): a uniform sample of whole requests
+            when the log has request ids (a request's rows stay together), else of rows.
         seed: seed of that sample.
+        request_ids: keep the ``request_id`` column (where the log has it).
 
     Returns:
-        The logged feature rows (float32 columns).
+        The logged feature rows (float32 columns), with ``request_id`` if asked.
 
     Raises:
         NoLoggedTrafficError: no file, or the files hold no rows.
     """
     source = Path(source)
     files = [source] if source.is_file() else _log_files(source) if source.is_dir() else []
-    frames = [pd.read_parquet(f, columns=list(columns) if columns else None) for f in files]
+    wanted = None
+    if columns:
+        wanted = [*columns, REQUEST_COLUMN]
+    frames = [_read_file(f, wanted) for f in files]
     frames = [f for f in frames if len(f)]
     if not frames:
         raise NoLoggedTrafficError(str(source))
     data = pd.concat(frames, ignore_index=True)
-    data = data.drop(columns=[c for c in (REQUEST_COLUMN, TIME_COLUMN) if c in data])
     if max_rows is not None and len(data) > max_rows:
-        data = data.sample(n=max_rows, random_state=seed).reset_index(drop=True)
-    return data
+        if REQUEST_COLUMN in data:
+            ids = data[REQUEST_COLUMN].unique()
+            keep = max(1, round(max_rows * len(ids) / len(data)))
+            chosen = np.random.default_rng(seed).choice(ids, keep, replace=False)
+            data = data[data[REQUEST_COLUMN].isin(chosen)].reset_index(drop=True)
+        else:
+            data = data.sample(n=max_rows, random_state=seed).reset_index(drop=True)
+    dropped = [TIME_COLUMN] if request_ids else [REQUEST_COLUMN, TIME_COLUMN]
+    return data.drop(columns=[c for c in dropped if c in data])
+
+
+def _read_file(path: Path, columns: list[str] | None) -> pd.DataFrame:
+    """One log file's columns (a file written before request ids existed has none)."""
+    if columns is None:
+        return pd.read_parquet(path)
+    present = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in columns if c in present])

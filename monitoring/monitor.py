@@ -10,6 +10,12 @@ sliding window of the last ``window`` requests (block granularity: it holds betw
 and ``window + block_requests - 1`` requests once full); evicting a block subtracts its counts.
 `status` merges the blocks' moments with Chan's K-way formula and computes PSI/KL. Memory is
 bounded by ``window / block_requests`` blocks of O(F + bins) numbers each.
+
+Evidence is counted in requests (`monitoring.evidence`): a request-scope feature (the user's,
+repeated on every candidate row) is one observation per request, taken from the request's first
+looked-at row; a candidate-scope feature is one observation per looked-at row. `status` reports
+the observations behind each feature's figures, and says ``insufficient_data`` while the window
+holds fewer than ``min_window_requests`` requests.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from monitoring.baseline import Baseline
 from monitoring.config import DriftSettings
 from monitoring.divergence import psi_kl
 from monitoring.errors import FeatureMismatchError
+from monitoring.evidence import strided_rows
 from monitoring.welford import RunningMoments, batch_moments, merge_blocks
 
 STATUSES = ("ok", "warn", "drift")
@@ -39,7 +46,7 @@ class _Block:
     n: np.ndarray  # (F,) finite values seen
     mean: np.ndarray  # (F,)
     m2: np.ndarray  # (F,)
-    values: int  # rows actually binned
+    observations: np.ndarray  # (F,) values binned: rows, or requests for request-scope features
     counts: np.ndarray  # (n_raw,) int64
 
 
@@ -61,8 +68,10 @@ class DriftMonitor:
         self._binning = baseline.binning()
         self._base_freq = baseline.frequencies()
         self._n_features = len(baseline.features)
+        self._per_request = baseline.request_mask()  # (F,) request-scope columns
         per_request = settings.rows_per_request or 128
         self._stage = np.zeros((settings.block_requests * per_request, self._n_features))
+        self._starts: list[int] = []  # staged row where each staged request begins
         self._fill = 0  # staged rows
         self._staged_requests = 0
         self._staged_rows = 0  # original rows of the staged requests
@@ -98,16 +107,14 @@ class DriftMonitor:
         rows = x.shape[0]
         if rows == 0:
             return
-        limit = self.settings.rows_per_request
-        if 0 < limit < rows:
-            stride = -(-rows // limit)
-            x = x[self._seen % stride :: stride]  # rotating offset covers every rank over time
+        x = strided_rows(x, self.settings.rows_per_request, self._seen)
         with self._lock:
             if self._fill + len(x) > len(self._stage):
                 self._flush_locked()
                 if len(x) > len(self._stage):  # rows_per_request=0 and a huge request
                     self._stage = np.zeros((len(x), self._n_features))
             self._stage[self._fill : self._fill + len(x)] = x
+            self._starts.append(self._fill)
             self._fill += len(x)
             self._staged_requests += 1
             self._staged_rows += rows
@@ -120,11 +127,26 @@ class DriftMonitor:
         if self._staged_requests == 0:
             return
         staged = self._stage[: self._fill]
+        firsts = staged[self._starts]  # one row per request: the request-scope observations
+        req = self._per_request
         n, mean, m2 = batch_moments(staged)
+        if req.any():
+            n_req, mean_req, m2_req = batch_moments(firsts)
+            n, mean, m2 = (
+                np.where(req, n_req, n),
+                np.where(req, mean_req, mean),
+                np.where(req, m2_req, m2),
+            )
+        ids = self._binning.raw_bins(staged)  # (F, rows)
+        counts = np.bincount(
+            np.concatenate([ids[~req].ravel(), ids[req][:, self._starts].ravel()]),
+            minlength=self._binning.n_raw,
+        )
+        observations = np.where(req, len(firsts), len(staged)).astype(np.int64)
         block = _Block(
-            self._staged_requests, self._staged_rows, n, mean, m2, self._fill,
-            self._binning.raw_counts(staged),
+            self._staged_requests, self._staged_rows, n, mean, m2, observations, counts
         )  # fmt: skip
+        self._starts = []
         self._fill = self._staged_requests = self._staged_rows = 0
         self._lifetime.add_moments(n, mean, m2)
         self._blocks.append(block)
@@ -139,6 +161,7 @@ class DriftMonitor:
     def reset(self) -> None:
         """Forget the window (e.g. after deploying a new model with a new baseline)."""
         with self._lock:
+            self._starts = []
             self._fill = self._staged_requests = self._staged_rows = 0
             self._blocks.clear()
             self._window_counts[:] = 0
@@ -151,8 +174,10 @@ class DriftMonitor:
         Returns:
             ``status`` (overall: worst feature status, or ``insufficient_data`` while the window
             holds fewer than ``min_window_requests``), ``drifted`` / ``warned`` feature names,
-            ``window`` (``requests``, ``rows``, ``size``), ``requests_seen``, ``thresholds``, and
-            ``features``: per name ``status``, ``psi``, ``kl``, ``mean``, ``std``,
+            ``window`` (``requests``, ``rows``, ``rows_monitored``, ``size``,
+            ``min_requests``), ``requests_seen``, ``thresholds``, and ``features``: per name
+            ``status``, ``psi``, ``kl``, ``scope``, ``observations`` (the values behind the
+            figures: requests for a request-scope feature, rows otherwise), ``mean``, ``std``,
             ``baseline_mean``, ``baseline_std``, ``missing_share`` (NaN/inf share in the window).
         """
         with self._lock:
@@ -163,7 +188,10 @@ class DriftMonitor:
             lifetime_n = int(self._lifetime.n.max(initial=0))
         k = sum(b.requests for b in blocks)
         n_rows = sum(b.rows for b in blocks)
-        n_values = sum(b.values for b in blocks)
+        n_values = sum(int(b.observations.max(initial=0)) for b in blocks)  # rows looked at
+        observed = np.zeros(self._n_features, dtype=np.int64)
+        for b in blocks:
+            observed += b.observations
         if blocks:
             total, w_mean, w_m2 = merge_blocks(
                 np.stack([b.n for b in blocks]),
@@ -188,15 +216,18 @@ class DriftMonitor:
             else:
                 status = "ok"
             has = total[j] > 0
+            seen_j = int(observed[j])
             features[feat.name] = {
                 "status": status,
                 "psi": float(psi[j]),
                 "kl": float(kl[j]),
+                "scope": feat.scope,
+                "observations": seen_j,
                 "mean": _json_float(w_mean[j]) if has else None,
                 "std": _json_float(math.sqrt(w_m2[j] / total[j])) if has else None,
                 "baseline_mean": _json_float(feat.mean),
                 "baseline_std": _json_float(math.sqrt(feat.var)) if feat.var >= 0 else None,
-                "missing_share": (n_values - int(total[j])) / n_values if n_values else 0.0,
+                "missing_share": (seen_j - int(total[j])) / seen_j if seen_j else 0.0,
             }
         drifted = [name for name, f in features.items() if f["status"] == "drift"]
         warned = [name for name, f in features.items() if f["status"] == "warn"]
@@ -205,7 +236,13 @@ class DriftMonitor:
             "status": overall,
             "drifted": drifted,
             "warned": warned,
-            "window": {"requests": k, "rows": n_rows, "rows_monitored": n_values, "size": s.window},
+            "window": {
+                "requests": k,
+                "rows": n_rows,
+                "rows_monitored": n_values,
+                "size": s.window,
+                "min_requests": s.min_window_requests,
+            },
             "requests_seen": seen,
             "lifetime_rows_monitored": lifetime_n,
             "thresholds": {"psi_warn": s.psi_warn, "psi_drift": s.psi_drift},

@@ -56,6 +56,8 @@ class ServedFeatureMonitor:
             baseline,
             threshold=settings.psi_drift,
             max_rows=min(settings.report_max_rows, SERVICE_CHECK_MAX_ROWS),
+            min_requests=settings.min_window_requests,
+            smoothing=settings.smoothing,
         )
         self._check_lock = threading.Lock()
         self._report_lock = threading.Lock()

@@ -127,7 +127,12 @@ def drift_report(
     try:
         baseline, sample = load_drift_reference(s.artifacts.drift_reference_tag)
         spec = DriftSpec.from_baseline(
-            baseline, method=method, threshold=s.drift.psi_drift, max_rows=s.drift.report_max_rows
+            baseline,
+            method=method,
+            threshold=s.drift.psi_drift,
+            max_rows=s.drift.report_max_rows,
+            min_requests=s.drift.min_window_requests,
+            smoothing=s.drift.smoothing,
         )
         result = run_drift_report(
             current or s.drift.log_dir, sample, out or s.drift.report_dir, spec

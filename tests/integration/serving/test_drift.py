@@ -49,6 +49,13 @@ def test_training_like_then_cold_start_traffic(client: TestClient, history: pd.D
     assert status["status"] != "insufficient_data"
     psi = {name: round(status["features"][name]["psi"], 3) for name in USER_FEATURES}
     assert not _drifted(status) & set(USER_FEATURES), (status["drifted"], psi)
+    # evidence in requests: the user's features once per request, candidate features per row
+    window = status["window"]
+    assert status["features"]["user_count"]["scope"] == "request"
+    assert status["features"]["user_count"]["observations"] == window["requests"]
+    assert status["features"]["retrieval_rank"]["scope"] == "candidate"
+    assert status["features"]["retrieval_rank"]["observations"] == window["rows_monitored"]
+    assert window["rows_monitored"] > window["requests"]
 
     report = client.get("/drift/report")
     assert report.status_code == 404  # nothing run yet: says so instead of failing
@@ -64,6 +71,11 @@ def test_training_like_then_cold_start_traffic(client: TestClient, history: pd.D
     assert check.status_code in (200, 202), check.text
     latest = _wait_for_report(client)
     assert "user_count" in latest["drifted"]
+    assert latest["status"] == "drift"
+    assert latest["current_requests"] >= 2 * SENT  # every request of this test was logged
+    observed = {c["column"]: c["observations"] for c in latest["columns"]}
+    assert observed["user_count"] == latest["current_requests"]
+    assert observed["retrieval_rank"] == latest["current_rows"]
     if check.status_code == 200:
         assert check.json()["drifted"] == latest["drifted"]
     html = client.get("/drift/report", params={"format": "html"})
