@@ -5,7 +5,7 @@ operational routes of the mounted Starlette app (/health, /ready, /info, /drift/
 declares every error body with a string `detail` while a 400's `detail` is pydantic's list of
 errors. `complete_spec` adds the operational routes with their bodies, declares the one error
 model every error answer uses (`ErrorBody`: `{"error": str, "detail": any}`) for each status the
-API can give (400, 404, 405, 413, 415, 500, 503), and `OpenAPIDocument` serves the result.
+API can give (400, 404, 405, 408, 413, 415, 500, 503), and `OpenAPIDocument` serves the result.
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ _ERRORS = {
     400: "Invalid input (validation errors in `detail`)",
     404: "No such route, or no drift report yet",
     405: "Method not allowed on this route",
+    408: "Request body not received in time",
     409: "Nothing to check yet",
     413: "Request body over 64 KB",
-    415: "Body is neither JSON nor plain text",
+    415: "Body is neither JSON nor plain text, or is compressed",
     500: "Unexpected server error",
     503: "A stage or the service is unavailable",
 }
@@ -78,7 +79,9 @@ def _ops_paths() -> dict[str, Any]:
         "required": False,
         "schema": {"type": "string", "enum": ["json", "html"], "default": "json"},
     }
-    check = op("Run the Evidently drift job now", _json(_OBJECT, "Its summary"), 409, 503)
+    check = op(
+        "Run the Evidently drift job now", _json(_OBJECT, "Its summary"), 408, 409, 413, 415, 503
+    )
     check["responses"]["202"] = _json(_OBJECT, "Still running: GET /drift/report later")
     report_ok = _json(_OBJECT, "The latest report's summary")
     report_ok["content"]["text/html"] = {"schema": {"type": "string"}}
@@ -111,7 +114,8 @@ def complete_spec(spec: dict[str, Any]) -> dict[str, Any]:
     for path in ("/recommend", "/events"):
         operation = out["paths"][path]["post"]
         ok = {str(k): v for k, v in operation["responses"].items()}["200"]
-        responses = {"200": ok, **{str(s): _error(s) for s in (400, 404, 405, 413, 415, 500, 503)}}
+        errors = (400, 404, 405, 408, 413, 415, 500, 503)
+        responses = {"200": ok, **{str(s): _error(s) for s in errors}}
         operation["responses"] = responses
     out["paths"].update(_ops_paths())
     return out

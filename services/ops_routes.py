@@ -8,6 +8,7 @@ assembled), so /health and the drift routes ask it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -27,45 +28,67 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 class BodySizeLimit:
-    """Answers 413 to request bodies over `max_bytes` (by Content-Length or as they stream)."""
+    """Reads a request body whole before the app sees it: 413 past `max_bytes`, 408 when slow.
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    The limit holds for a Content-Length and for a chunked body alike (a chunked body over the
+    limit used to end in a 500: BentoML answers an exception raised from `receive` itself). A
+    client that stops sending before its body is complete gets 408 after `read_timeout_s`
+    instead of holding a request slot until the service's own timeout answers 504.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES, read_timeout_s: float = 5.0
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
+        too_large = f"request body larger than {self.max_bytes} bytes"
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(scope, receive, send)
+            await reject(scope, receive, send, 413, too_large)
             return
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
-
         try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
+            async with asyncio.timeout(self.read_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return  # the client left: nobody to answer
+                    chunk = message.get("body", b"")
+                    seen += len(chunk)
+                    if seen > self.max_bytes:
+                        await reject(scope, receive, send, 413, too_large)
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            error = f"request body not received within {self.read_timeout_s:g} s"
+            await reject(scope, receive, send, 408, error)
+            return
+        body = b"".join(chunks)
+        replayed = False
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse(
-            {"error": f"request body larger than {self.max_bytes} bytes"}, status_code=413
-        )
-        await response(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: wait for a disconnect
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
-class _TooLarge(Exception):
-    pass
+async def reject(scope: Scope, receive: Receive, send: Send, status: int, error: str) -> None:
+    """Answer `status` with the error model, and log it as one line (no traceback)."""
+    logger.warning("rejected %s %s: %d %s", scope.get("method"), scope.get("path"), status, error)
+    await JSONResponse({"error": error}, status_code=status)(scope, receive, send)
 
 
 class PlainErrorsAsJson:
@@ -114,11 +137,13 @@ JSON_TYPES = ("application/json", "text/plain")  # and application/<anything>+js
 
 
 class JsonBodiesOnly:
-    """Answers 415 to a POST whose Content-Type is neither JSON nor plain text.
+    """Answers 415 to a POST whose Content-Type is neither JSON nor plain text, or is encoded.
 
     Every POST route takes a JSON body (or none). Without this, BentoML parses a multipart or
     form body itself: a multipart type without a boundary was a 500, a form a confusing 400.
-    No Content-Type at all is read as JSON, as before.
+    No Content-Type at all is read as JSON, as before. A Content-Encoding other than
+    ``identity`` (gzip, br, ...) is 415 too (RFC 7694): the body was read as if plain, so a
+    gzip header on plain JSON was answered and real gzip was a confusing 400.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -129,11 +154,14 @@ class JsonBodiesOnly:
             raw = dict(scope.get("headers") or []).get(b"content-type")
             media = raw.decode("latin-1").split(";", 1)[0].strip().lower() if raw else ""
             if media and media not in JSON_TYPES and not media.endswith("+json"):
-                response = JSONResponse(
-                    {"error": f"unsupported media type {media!r}: send application/json"},
-                    status_code=415,
-                )
-                await response(scope, receive, send)
+                error = f"unsupported media type {media!r}: send application/json"
+                await reject(scope, receive, send, 415, error)
+                return
+            coding = dict(scope.get("headers") or []).get(b"content-encoding", b"")
+            coding_name = coding.decode("latin-1").strip().lower()
+            if coding_name not in ("", "identity"):
+                error = f"unsupported content encoding {coding_name!r}: send the JSON uncompressed"
+                await reject(scope, receive, send, 415, error)
                 return
         await self.app(scope, receive, send)
 

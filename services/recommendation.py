@@ -165,7 +165,12 @@ class RecommendationService:
         }
 
 
-RecommendationService.add_asgi_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+RecommendationService.add_asgi_middleware(
+    # Below BentoML's request timeout (a 504 there), so a stalled upload is the client's 408.
+    BodySizeLimit,
+    max_bytes=MAX_BODY_BYTES,
+    read_timeout_s=0.75 * get_settings().request_timeout_s,
+)
 RecommendationService.add_asgi_middleware(JsonBodiesOnly)
 RecommendationService.add_asgi_middleware(PlainErrorsAsJson)
 RecommendationService.add_asgi_middleware(OpenAPIDocument, service=RecommendationService)
