@@ -18,6 +18,8 @@ class RedisSettings(BaseModel):
     """Redis host when no URL is given."""
     port: int = 6379
     """Redis port when no URL is given."""
+    username: str | None = None
+    """Redis ACL user (None: the default user); each role has its own (see `feature_store.acl`)."""
     password: str | None = None
     """Redis password (from a Secret on Kubernetes)."""
     tls: bool = False

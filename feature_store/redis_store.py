@@ -53,6 +53,8 @@ def make_client(settings: RedisSettings, socket_timeout_s: float | None = None) 
         "retry": Retry(NoBackoff(), 0),
         "max_connections": settings.max_connections,
     }
+    if settings.username:
+        options["username"] = settings.username
     if settings.password:
         options["password"] = settings.password
     if settings.cluster:

@@ -1,7 +1,7 @@
 """The one Settings object, read from the environment.
 
 Names kept from the original service: ``FEATURE_STORE_MODE``, ``REDIS_URL``, ``REDIS_HOST``,
-``REDIS_PORT``, ``REDIS_PASSWORD``, ``LOG_LEVEL``, ``DATA_DIR``. Everything else is ``RECSYS_*``,
+``REDIS_PORT``, ``REDIS_USERNAME``, ``REDIS_PASSWORD``, ``LOG_LEVEL``, ``DATA_DIR``. Everything else is ``RECSYS_*``,
 with nested sections under ``__`` (e.g. ``RECSYS_REDIS__SOCKET_TIMEOUT_S=0.05``).
 """
 
@@ -133,6 +133,7 @@ class Settings(BaseSettings):
             "url": os.environ.get("REDIS_URL"),
             "host": os.environ.get("REDIS_HOST"),
             "port": os.environ.get("REDIS_PORT"),
+            "username": os.environ.get("REDIS_USERNAME"),
             "password": os.environ.get("REDIS_PASSWORD"),
         }
         given = {k: v for k, v in plain.items() if v is not None}
