@@ -1,8 +1,9 @@
 """The one Settings object, read from the environment.
 
 Names kept from the original service: ``FEATURE_STORE_MODE``, ``REDIS_URL``, ``REDIS_HOST``,
-``REDIS_PORT``, ``REDIS_USERNAME``, ``REDIS_PASSWORD``, ``LOG_LEVEL``, ``DATA_DIR``. Everything else is ``RECSYS_*``,
-with nested sections under ``__`` (e.g. ``RECSYS_REDIS__SOCKET_TIMEOUT_S=0.05``).
+``REDIS_PORT``, ``REDIS_USERNAME``, ``REDIS_PASSWORD``, ``LOG_LEVEL``, ``DATA_DIR``. Everything
+else is ``RECSYS_*``, with nested sections under ``__`` (e.g.
+``RECSYS_REDIS__SOCKET_TIMEOUT_S=0.05``).
 """
 
 from __future__ import annotations
