@@ -7,6 +7,16 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, model_validator
 
 
+def redact_url(url: str | None) -> str | None:
+    """`url` with any password in it replaced by ``***`` (``redis://user:***@host:6379/0``)."""
+    if not url or "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    userinfo, _, host = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
 class RedisSettings(BaseModel):
     """Where the Redis online store lives and how hard to wait for it."""
 
@@ -50,6 +60,11 @@ class RedisSettings(BaseModel):
             return self.url
         scheme = "rediss" if self.tls else "redis"
         return f"{scheme}://{self.host}:{self.port}/0"
+
+    @property
+    def redacted_url(self) -> str:
+        """`resolved_url` without the password a URL may carry (for logs, errors and /info)."""
+        return redact_url(self.resolved_url) or ""
 
     @model_validator(mode="after")
     def _check(self) -> RedisSettings:

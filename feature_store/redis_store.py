@@ -260,8 +260,7 @@ class RedisFeatureStore:
             ) from exc
 
     def _where(self) -> str:
-        url = self.settings.resolved_url
-        return url.rsplit("@", 1)[-1]  # never log a password embedded in the URL
+        return self.settings.redacted_url  # never log a password embedded in the URL
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -48,9 +48,12 @@ _ERRORS = {
     404: "No such route, or no drift report yet",
     405: "Method not allowed on this route",
     408: "Request body not received in time",
+    401: "No API key, or an unknown or revoked one",
+    403: "The API key lacks this route's scope",
     409: "Nothing to check yet",
     413: "Request body over 64 KB",
     415: "Body is neither JSON nor plain text, or is compressed",
+    429: "The key's rate limit is spent: retry after `Retry-After` seconds",
     500: "Unexpected server error",
     503: "A stage or the service is unavailable",
 }
@@ -103,8 +106,33 @@ def _ops_paths() -> dict[str, Any]:
     }
 
 
-def complete_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """`spec` (BentoML's document as a dict) with the operational routes and the error model."""
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
+
+def _secure(paths: dict[str, Any]) -> None:
+    """Declare the API-key schemes, the scope and 401/403/429 on every protected operation."""
+    from services.auth import ROUTE_SCOPES
+
+    for (method, path), scope in ROUTE_SCOPES.items():
+        operation = paths.get(path, {}).get(method.lower())
+        if operation is None:
+            continue
+        operation["security"] = [{"bearer": []}, {"apiKey": []}]
+        operation["x-required-scope"] = scope
+        note = f"Needs an API key with the `{scope}` scope."
+        operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
+        operation["responses"].update({str(s): _error(s) for s in (401, 403, 429)})
+
+
+def complete_spec(spec: dict[str, Any], auth: bool = False) -> dict[str, Any]:
+    """`spec` (BentoML's document as a dict) with the operational routes and the error model.
+
+    With `auth` (API keys on), the protected operations also declare the key schemes, their
+    scope and the 401/403/429 answers.
+    """
     out = copy.deepcopy(spec)
     schemas = out.setdefault("components", {}).setdefault("schemas", {})
     for model in (ErrorBody, HealthBody, ReadyBody):
@@ -118,6 +146,9 @@ def complete_spec(spec: dict[str, Any]) -> dict[str, Any]:
         responses = {"200": ok, **{str(s): _error(s) for s in errors}}
         operation["responses"] = responses
     out["paths"].update(_ops_paths())
+    if auth:
+        out["components"]["securitySchemes"] = SECURITY_SCHEMES
+        _secure(out["paths"])
     return out
 
 
@@ -133,7 +164,10 @@ class OpenAPIDocument:
         asked = scope["type"] == "http" and scope.get("method") in ("GET", "HEAD")
         if asked and scope.get("path") == "/docs.json":
             if self._spec is None:
-                self._spec = complete_spec(self.service.openapi_spec.asdict())
+                from services.settings import get_settings
+
+                auth = get_settings().auth.enabled
+                self._spec = complete_spec(self.service.openapi_spec.asdict(), auth=auth)
             await JSONResponse(self._spec)(scope, receive, send)
             return
         await self.app(scope, receive, send)

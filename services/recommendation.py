@@ -26,9 +26,11 @@ import bentoml
 from bentoml.models import BentoModel
 from pydantic import BaseModel, ConfigDict, Field
 
+from feature_store.config import redact_url
 from models import artifacts
-from services import shared
+from services import auth, shared
 from services.api_models import RecommendResponse
+from services.auth import ApiKeyAuth
 from services.events import (
     MAX_ID,
     EventIn,
@@ -92,6 +94,7 @@ class RecommendationService:
     def __init__(self) -> None:
         settings = get_settings()
         self.settings = settings
+        auth.gate()  # keys loaded (or "auth is off" said) at start; a bad keys file fails it
         self.snapshot_tag = str(self.snapshot_model.tag)
         snapshot = shared.snapshot(self.snapshot_tag)
         # "purpose": "deploy" for what `recsys train` stored (the backtest stores nothing).
@@ -149,6 +152,7 @@ class RecommendationService:
         """Model tags, feature version, dataset fingerprint and the configuration in force."""
         config = self.settings.model_dump(mode="json")
         config["redis"].pop("password", None)
+        config["redis"]["url"] = redact_url(config["redis"]["url"])
         return {
             "service": "recommendation",
             "stages": self.stages.placement,
@@ -161,10 +165,13 @@ class RecommendationService:
             "dataset_fingerprint": self.snapshot_metadata.get("dataset_fingerprint"),
             "max_body_bytes": MAX_BODY_BYTES,
             "events": self.ingest.status(),
+            "auth": auth.gate().status(),
             "config": config,
         }
 
 
+# Outermost of ours: a request without a valid key costs no body read.
+RecommendationService.add_asgi_middleware(ApiKeyAuth)
 RecommendationService.add_asgi_middleware(
     # Below BentoML's request timeout (a 504 there), so a stalled upload is the client's 408.
     BodySizeLimit,

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from feature_store.config import EventSettings, RedisSettings
 from models.config import RankingSettings, RetrievalSettings
 from monitoring.config import DriftSettings
+from services.auth import AuthSettings
 
 
 class ArtifactSettings(BaseModel):
@@ -107,6 +108,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     ranking: RankingSettings = RankingSettings()
     drift: DriftSettings = DriftSettings()
+    auth: AuthSettings = AuthSettings()
     artifacts: ArtifactSettings = ArtifactSettings()
 
     def replica_events(self) -> EventSettings:

@@ -28,6 +28,7 @@ from services.tooling.cli_common import (
     resolve_data_dir,
 )
 from services.tooling.cli_data import data_app, events_app, features_app, features_materialize
+from services.tooling.cli_keys import keys_app
 
 app = typer.Typer(
     help="Two-stage movie recommender: data, training, evaluation, serving.",
@@ -39,6 +40,7 @@ app.add_typer(drift_app, name="drift")
 app.add_typer(bench_app, name="bench")
 app.add_typer(helm_app, name="helm")
 app.add_typer(events_app, name="events")
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback()
