@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,15 +21,18 @@ class HttpError(Exception):
     """The connection failed or the answer was not HTTP/1.1 we understand."""
 
 
-def encode_posts(url: str, path: str, bodies: list[dict[str, Any]]) -> list[bytes]:
+def encode_posts(
+    url: str, path: str, bodies: list[dict[str, Any]], headers: Mapping[str, str] | None = None
+) -> list[bytes]:
     """Complete HTTP/1.1 POST requests, one per JSON body, ready to write on a connection."""
     host = urlsplit(url).netloc
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     requests = []
     for body in bodies:
         payload = json.dumps(body, separators=(",", ":")).encode()
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Accept: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+            f"Accept: application/json\r\n{extra}Content-Length: {len(payload)}\r\n\r\n"
         )
         requests.append(head.encode() + payload)
     return requests

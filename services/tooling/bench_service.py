@@ -364,9 +364,11 @@ async def _send(conn: Connection, raw: bytes) -> str | None:
     return None if status == 200 else f"HTTP {status}"
 
 
-async def _sequential(
+async def sequential_latencies(
     url: str, raws: list[bytes], warmup: int
 ) -> tuple[list[float], int, str | None]:
+    """Send `raws` one after another on one connection: (latencies after `warmup`, errors, first
+    error)."""
     latencies: list[float] = []
     errors, first_error = 0, None
     conn = Connection(url)
@@ -443,7 +445,7 @@ def measure(
     gc.collect()
     gc.disable()  # the client's own GC pauses would show as server latency
     try:
-        seq, seq_errors, first = asyncio.run(_sequential(served.url, raws, warmup))
+        seq, seq_errors, first = asyncio.run(sequential_latencies(served.url, raws, warmup))
         conc, conc_errors, elapsed, conc_first = asyncio.run(
             _concurrent(served.url, raws, clients, duration_s, warmup_s=1.0)
         )
