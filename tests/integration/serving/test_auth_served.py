@@ -230,3 +230,36 @@ def test_no_secret_in_any_answer_or_the_log(served: Served, keys: Keys) -> None:
     for secret in (REDIS_PASSWORD, *keys.secrets()):
         assert secret not in everything
         assert secret not in log
+
+
+def test_a_bento_built_beside_secrets_holds_none(
+    keys: Keys,
+    trained_models: TrainReport,
+    pinned_artifacts_env: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bentoml
+
+    from services.settings import Settings
+    from services.tooling.build import build_bentos
+
+    keys_file = tmp_path / "api-keys"
+    keys_file.write_text(keys.file(revoked=False))
+    for name, value in {
+        **pinned_artifacts_env(trained_models.tags),
+        "REDIS_PASSWORD": REDIS_PASSWORD,
+        "RECSYS_AUTH__ENABLED": "true",
+        "RECSYS_AUTH__KEYS_FILE": str(keys_file),
+        "RECSYS_TEST_ADMIN_KEY": keys.admin,  # as a deploy script might have it
+    }.items():
+        monkeypatch.setenv(name, value)
+    (tag,) = build_bentos(Settings(), only=("recommendation",))
+    root = Path(bentoml.get(tag).path)
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert any(p.name == "bento.yaml" for p in files)
+    secrets = [REDIS_PASSWORD, *keys.secrets(), *(hash_key(k) for k in keys.secrets())]
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in data, path
