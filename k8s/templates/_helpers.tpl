@@ -109,9 +109,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/*
-Redis connection env. dict "root" $ "write" bool: writers (materialization) go to the master,
-serving pods to the replicas when featureStore.readFromReplicas. Names are Settings' own:
-REDIS_URL or REDIS_HOST/REDIS_PORT, REDIS_PASSWORD from a secretKeyRef.
+Redis connection env. dict "root" $ "write" bool "role" serving|materialize: writers
+(materialization, POST /events) go to the master, serving reads to the replicas when
+featureStore.readFromReplicas. Names are Settings' own: REDIS_URL or REDIS_HOST/REDIS_PORT, and
+REDIS_USERNAME/REDIS_PASSWORD of the role's least-privilege user (recsys.redis.credentials).
 */}}
 {{- define "recsys.redis.env" -}}
 {{- $v := .root.Values -}}
@@ -131,13 +132,6 @@ REDIS_URL or REDIS_HOST/REDIS_PORT, REDIS_PASSWORD from a secretKeyRef.
   value: {{ $host | quote }}
 - name: REDIS_PORT
   value: "6379"
-{{- if $v.redis.auth.enabled }}
-- name: REDIS_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ default (include "recsys.redis.fullname" .root) $v.redis.auth.existingSecret | quote }}
-      key: {{ default "redis-password" $v.redis.auth.existingSecretPasswordKey | quote }}
-{{- end }}
 {{- else }}
 {{- if $v.externalRedis.url }}
 - name: REDIS_URL
@@ -150,14 +144,8 @@ REDIS_URL or REDIS_HOST/REDIS_PORT, REDIS_PASSWORD from a secretKeyRef.
 {{- else }}
 {{- fail "featureStore.mode=redis with redis.enabled=false needs externalRedis.url or externalRedis.host" }}
 {{- end }}
-{{- if $v.externalRedis.existingSecret }}
-- name: REDIS_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ $v.externalRedis.existingSecret | quote }}
-      key: {{ $v.externalRedis.existingSecretPasswordKey | quote }}
 {{- end }}
-{{- end }}
+{{- include "recsys.redis.credentials" . }}
 {{- end }}
 {{- end -}}
 

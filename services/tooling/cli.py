@@ -29,6 +29,7 @@ from services.tooling.cli_common import (
 )
 from services.tooling.cli_data import data_app, events_app, features_app, features_materialize
 from services.tooling.cli_keys import keys_app
+from services.tooling.cli_redis import redis_app
 
 app = typer.Typer(
     help="Two-stage movie recommender: data, training, evaluation, serving.",
@@ -41,6 +42,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(helm_app, name="helm")
 app.add_typer(events_app, name="events")
 app.add_typer(keys_app, name="keys")
+app.add_typer(redis_app, name="redis")
 
 
 @app.callback()

@@ -10,6 +10,7 @@ optional ``CLIENT SETINFO`` / ``CLIENT MAINT_NOTIFICATIONS`` on connect, so a si
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import secrets
 import socket
@@ -46,12 +47,14 @@ from feature_store.resilient import build_feature_store
 from services.auth import AuthSettings
 from services.rate_limit import KEY_PREFIX, RateLimiter
 from services.tooling.cli_redis import redis_app
+from services.tooling.helm import render
 
 pytestmark = pytest.mark.integration
 
 NO_RETRY = Retry(NoBackoff(), 0)  # redis-py retries a failed AUTH for seconds by default
 TOLERATED = {"client"}  # redis-py's CLIENT SETINFO / MAINT_NOTIFICATIONS on connect (ignored)
 Users = dict[Role, RedisSettings]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @contextmanager
@@ -252,6 +255,33 @@ def test_cli_prints_rules_and_an_acl_file_line_redis_loads(tmp_path: Path) -> No
         user.close()
 
 
+def test_the_acl_file_the_chart_generates_runs_the_roles(
+    snapshot: FeatureSnapshot, tmp_path: Path
+) -> None:
+    objects = render(REPO_ROOT / "k8s")
+    (secret,) = [o for o in objects if o["metadata"]["name"] == "recsys-redis-users"]
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    acl_file = tmp_path / "users.acl"
+    acl_file.write_text(data["users.acl"])
+    with _redis_with_aclfile(acl_file, data["redis-password"]) as server:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        users = {
+            role: RedisSettings(url=url, username=f"recsys-{role}",
+                                password=data[f"{role}-password"])
+            for role in ROLES
+        }  # fmt: skip
+        materialize(snapshot, users["materialize"])
+        store = RedisFeatureStore(users["serving"], expected_version=snapshot.version)
+        rows = store.read(int(snapshot.user_ids[0]), snapshot.item_ids[:5])
+        np.testing.assert_array_equal(rows.items, snapshot.item_matrix[:5])
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            store.client.flushall()
+        store.close()
+        admin = redis.Redis(port=server.port, password=data["redis-password"])
+        assert refused(admin) == {("recsys-serving", "flushall")}
+        admin.close()
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
@@ -271,7 +301,8 @@ def test_cli_refuses_bad_input(args: list[str], env: dict[str, str], message: st
 def _redis_with_aclfile(acl_file: Path, admin_password: str) -> Iterator[LocalRedis]:
     """redis-server with `acl_file` and requirepass (as the chart runs Redis)."""
     port = free_port()
-    command = server_command(port, "--requirepass", admin_password, "--aclfile", str(acl_file))
+    # one argument "--aclfile PATH", as the Bitnami chart's start script passes extraFlags
+    command = server_command(port, "--requirepass", admin_password, f"--aclfile {acl_file}")
     server = LocalRedis(subprocess.Popen(command, stdout=subprocess.DEVNULL), port)
     deadline = time.monotonic() + 10
     try:

@@ -20,7 +20,7 @@ Objects = list[dict[str, Any]]
 COMPONENTS = ("retriever", "ranker", "recommendation")
 APP_KINDS = {
     "ConfigMap", "CronJob", "Deployment", "HorizontalPodAutoscaler", "Job", "NetworkPolicy",
-    "PersistentVolumeClaim", "PodDisruptionBudget", "Service", "ServiceAccount",
+    "PersistentVolumeClaim", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount",
 }  # fmt: skip
 REDIS_CLIENT_LABEL = "recsys-redis-client"  # release "recsys" -> fullname "recsys"
 
@@ -218,7 +218,9 @@ def test_configmap_maps_one_to_one_onto_settings(
 
 
 def test_redis_connection_env(production_objects: Objects) -> None:
-    password = {"secretKeyRef": {"name": "recsys-redis", "key": "redis-password"}}
+    def password(role: str) -> dict[str, Any]:
+        return {"secretKeyRef": {"name": "recsys-redis", "key": f"{role}-password"}}
+
     for component in COMPONENTS:
         env = env_of(
             pod_spec(one(production_objects, "Deployment", f"recsys-{component}"))["containers"][0]
@@ -227,12 +229,14 @@ def test_redis_connection_env(production_objects: Objects) -> None:
         writes = component == "recommendation"
         assert env["REDIS_HOST"] == f"recsys-redis-{'master' if writes else 'replicas'}"
         assert env["REDIS_PORT"] == "6379"
-        assert env["REDIS_PASSWORD"] == password
+        assert env["REDIS_USERNAME"] == "recsys-serving"  # least privilege (issue 18)
+        assert env["REDIS_PASSWORD"] == password("serving")
     job_env = env_of(
         pod_spec(one(production_objects, "Job", "recsys-materialize"))["containers"][0]
     )
     assert job_env["REDIS_HOST"] == "recsys-redis-master"  # materialization writes the master
-    assert job_env["REDIS_PASSWORD"] == password
+    assert job_env["REDIS_USERNAME"] == "recsys-materialize"
+    assert job_env["REDIS_PASSWORD"] == password("materialize")
     assert job_env["FEATURE_STORE_MODE"] == "redis"
 
 
@@ -333,10 +337,17 @@ def test_kserve_replaces_deployments(render_chart: Callable[..., Objects]) -> No
     }
 
 
+def without_secret_data(objects: Objects) -> Objects:
+    """The objects with generated Secret values blanked (each render draws new ones)."""
+    return [{**o, "data": {}} if o["kind"] == "Secret" else o for o in objects]
+
+
 def test_remote_stages_are_the_default(
     render_chart: Callable[..., Objects], default_objects: Objects
 ) -> None:
-    assert render_chart(stages="remote") == default_objects
+    assert without_secret_data(render_chart(stages="remote")) == without_secret_data(
+        default_objects
+    )
 
 
 def stage_urls(env: dict[str, Any]) -> set[str]:
@@ -468,7 +479,7 @@ def test_helm_check_passes(chart_dir: Path, helm: Path) -> None:
     assert kinds["kserve-embedded"]["InferenceService"] == 1
     result = CliRunner().invoke(app, ["helm", "check", "--chart", str(chart_dir)])
     assert result.exit_code == 0, result.output
-    assert "production: 22 objects valid" in result.output
+    assert "production: 23 objects valid" in result.output
     for name in kinds:
         assert f"{name}: " in result.output
 
