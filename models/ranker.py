@@ -69,6 +69,8 @@ N_GENDERS = 3  # codes 0 = unknown, 1 = M, 2 = F (data.features.encode_demograph
 N_AGES = len(AGE_BUCKETS) + 1  # code 0 = unknown
 DEMO_SMOOTHING = 200.0  # pseudo-ratings at the global genre mix added to each demographic group
 EXPLAIN_TOP = 3
+# Model outputs monitored for drift beside the features (columns appended to the matrix).
+PREDICTION_COLUMNS: tuple[str, ...] = ("ranker_score",)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class RankResult:
         features: (N, F) float32 matrix of every scored candidate (what drift monitoring sees).
         timings_ms: milliseconds spent reading features, assembling them and scoring.
         positions: (k,) where each returned item was in the candidate list.
+        all_scores: (N,) the margin of every scored candidate, aligned with `features` rows
+            (what prediction-drift monitoring sees).
     """
 
     item_ids: np.ndarray
@@ -91,6 +95,7 @@ class RankResult:
     features: np.ndarray | None = None
     timings_ms: dict[str, float] | None = None
     positions: np.ndarray | None = None
+    all_scores: np.ndarray | None = None
 
 
 def demographic_genre_lift(users: np.ndarray, user_columns: tuple[str, ...]) -> np.ndarray:
@@ -309,7 +314,7 @@ class Ranker:
             "read": (read - start) * 1e3,
             "ranking": (time.perf_counter() - assembled) * 1e3,
         }
-        return RankResult(item_ids[top], scores[top], explained, features, timings, top)
+        return RankResult(item_ids[top], scores[top], explained, features, timings, top, scores)
 
     def _top_contributions(self, features: np.ndarray) -> list[list[tuple[str, float]]]:
         contrib = self.contributions(features)[:, :-1]  # drop the bias column

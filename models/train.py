@@ -301,9 +301,16 @@ def _window_info(windows: Windows) -> dict[str, Any]:
 
 
 def serving_features(model: TwoStageRecommender, user_ids: np.ndarray) -> np.ndarray:
-    """The ranker's (rows, F) feature matrices for `user_ids`, exactly as serving builds them."""
+    """The ranker's (rows, F + 1) matrices for `user_ids`, exactly as serving builds them: every
+    feature, then the ranker's score of the row (`models.ranker.PREDICTION_COLUMNS`)."""
     results = (model.rank_user(int(user_id), model.candidates) for user_id in user_ids)
-    return np.concatenate([r.features for r in results if r is not None and r.features is not None])
+    return np.concatenate(
+        [
+            np.column_stack([r.features, r.all_scores])
+            for r in results
+            if r is not None and r.features is not None and r.all_scores is not None
+        ]
+    )
 
 
 def save_drift_baseline(
@@ -314,7 +321,7 @@ def save_drift_baseline(
     labels: dict[str, str] | None = None,
 ) -> str:
     """Store the drift monitor's baseline: features served to (a sample of) the known users."""
-    from models.ranker import FEATURE_NAMES, USER_FEATURES
+    from models.ranker import FEATURE_NAMES, PREDICTION_COLUMNS, USER_FEATURES
     from monitoring.baseline import Baseline, reference_sample
 
     users = np.unique(known["user_id"].to_numpy(np.int64))
@@ -323,10 +330,11 @@ def save_drift_baseline(
         users = np.sort(rng.choice(users, DRIFT_BASELINE_USERS, replace=False))
     features = serving_features(model, users)
     categorical = [c for c in DEMOGRAPHIC_COLUMNS if c in FEATURE_NAMES]
+    names = [*FEATURE_NAMES, *PREDICTION_COLUMNS]
     baseline = Baseline.from_matrix(
-        features, FEATURE_NAMES, categorical=categorical, per_request=USER_FEATURES
+        features, names, categorical=categorical, per_request=USER_FEATURES
     )
-    sample = reference_sample(features, FEATURE_NAMES, seed=seed)
+    sample = reference_sample(features, names, seed=seed)
     return artifacts.save_drift_reference(
         baseline, sample, feature_version, labels=labels, users=len(users)
     )

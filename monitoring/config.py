@@ -45,6 +45,10 @@ class DriftSettings(BaseModel):
     """Logged rows the Evidently job samples at most (keeps it fast on large logs)."""
     report_dir: Path = Path("reports/drift")
     """Where `recsys drift report` writes its HTML and JSON by default."""
+    report_history: int = 50
+    """Report summaries kept in `report_dir`/history (listed at GET /drift/reports)."""
+    export_every_s: float = 15.0
+    """How often the served monitor's window and the last report become Prometheus gauges."""
 
     @model_validator(mode="after")
     def _check(self) -> DriftSettings:
@@ -56,6 +60,8 @@ class DriftSettings(BaseModel):
             raise ValueError("drift needs window, block_requests, max_categories >= 1, bins >= 2")
         if self.log_flush_rows < 1 or self.log_max_rows < self.log_flush_rows:
             raise ValueError("drift needs 1 <= log_flush_rows <= log_max_rows")
+        if self.report_history < 1 or self.export_every_s <= 0:
+            raise ValueError("drift needs report_history >= 1 and export_every_s > 0")
         if not 0.0 < self.smoothing < 0.01:
             raise ValueError("drift smoothing must be within (0, 0.01)")
         return self

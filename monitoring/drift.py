@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
@@ -47,6 +48,7 @@ Verdict = Literal["ok", "drift", "insufficient_data"]
 SUMMARY_FILE = "drift-summary.json"
 HTML_FILE = "drift-report.html"
 SNAPSHOT_FILE = "drift-report.json"
+HISTORY_DIR = "history"  # one summary per run, `<UTC time>.json`, the newest `keep` kept
 _REGISTERED: set[str] = set()  # stat tests this process registered with Evidently
 _RUNNING: ContextVar[DriftSpec | None] = ContextVar("drift_spec", default=None)
 
@@ -130,6 +132,7 @@ class DriftResult:
     min_requests: int
     seconds: float
     out_dir: str
+    pid: int  # the process that ran the job (the service's drift job is never the service)
 
     @property
     def drifted(self) -> list[str]:
@@ -168,6 +171,7 @@ def run_drift_report(
     out_dir: str | Path,
     spec: DriftSpec,
     seed: int = 0,
+    keep: int = 50,
 ) -> DriftResult:
     """Compare logged traffic with the training reference and write the report.
 
@@ -178,6 +182,7 @@ def run_drift_report(
         out_dir: where the HTML, the Evidently JSON and the summary JSON go (created).
         spec: baseline, method, threshold, sample size, minimum evidence.
         seed: seed of the samples.
+        keep: summaries kept in `out_dir`/history (older ones are deleted).
 
     Returns:
         Per-column PSI/KL with drifted flags and observations, share drifted and the verdict.
@@ -272,10 +277,47 @@ def run_drift_report(
         min_requests=spec.min_requests,
         seconds=time.perf_counter() - started,
         out_dir=str(out),
+        pid=os.getpid(),
     )
-    (out / SUMMARY_FILE).write_text(json.dumps(result.to_dict(), indent=1))
+    summary = json.dumps(result.to_dict(), indent=1)
+    _write_atomic(out / SUMMARY_FILE, summary)
+    history = out / HISTORY_DIR
+    history.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time() % 1:.6f}"[1:] + "Z"
+    _write_atomic(history / f"{stamp}.json", summary)
+    for old in sorted(history.glob("*.json"))[:-keep]:
+        old.unlink(missing_ok=True)
     logger.info("%s", result.summary())
     return result
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write `text` so a reader sees the old file or the new one, never half of it."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def list_history(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The kept report summaries, newest first, each as its headline figures."""
+    rows = []
+    for path in sorted((Path(out_dir) / HISTORY_DIR).glob("*.json"), reverse=True):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # deleted or being replaced meanwhile
+        rows.append(
+            {
+                "at": path.stem,
+                "status": data.get("status"),
+                "drifted": data.get("drifted", []),
+                "share_drifted": data.get("share_drifted"),
+                "current_requests": data.get("current_requests"),
+                "current_rows": data.get("current_rows"),
+                "seconds": data.get("seconds"),
+            }
+        )
+    return rows
 
 
 def binned_scores(

@@ -1,79 +1,77 @@
 """Drift monitoring of the features a service serves: the monitor, the log and the batch job.
 
 `ServedFeatureMonitor` is what the ranking service holds: every request's (N, F) feature matrix
-goes to the in-process `DriftMonitor` and, sampled, to the rotating `InferenceLog`; the drift
-routes read `status()`, run `check()` (the Evidently job over the logged window) and return
-`latest_report()`.
+(plus the ranker's score of each row, when the baseline monitors predictions) goes to the
+in-process `DriftMonitor` and, sampled, to the rotating `InferenceLog`.
+
+The Evidently job never runs on the serving interpreter: `start_check` starts it as a process of
+its own (``nice -n 10 python -m services drift report``, the same command an operator or the
+CronJob runs), pinned to the service's exact drift reference; the routes only start it, wait a
+little, or read its result. A daemon thread exports the monitor's window and the latest report as
+Prometheus gauges (`monitoring.metrics`) every ``export_every_s``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from monitoring import metrics
 from monitoring.baseline import Baseline
 from monitoring.config import DriftSettings
-from monitoring.drift import HTML_FILE, DriftSpec, load_latest_result, run_drift_report
-from monitoring.errors import NoLoggedTrafficError
+from monitoring.drift import HTML_FILE, SUMMARY_FILE, list_history, load_latest_result
+from monitoring.errors import FeatureMismatchError
 from monitoring.inference_log import InferenceLog
 from monitoring.monitor import DriftMonitor
 
 logger = logging.getLogger(__name__)
 
-SERVICE_CHECK_MAX_ROWS = 5_000
-
 
 class ServedFeatureMonitor:
-    """In-process drift monitor plus sampled feature log for one service."""
+    """In-process drift monitor, sampled feature log and the drift job's process of a service."""
 
     def __init__(
-        self,
-        baseline: Baseline,
-        reference: pd.DataFrame | Callable[[], pd.DataFrame],
-        settings: DriftSettings,
+        self, baseline: Baseline, settings: DriftSettings, reference_tag: str | None = None
     ) -> None:
         """Args:
-        baseline: the training features' baseline (the in-process monitor's).
-        reference: the Evidently job's reference sample, or a function that loads it (called
-            by the first check, off the request path).
-        settings: window, thresholds, log and report directories.
+        baseline: the training baseline (features, then any monitored prediction columns).
+        settings: window, thresholds, log and report directories, export interval.
+        reference_tag: the exact drift-reference model the job compares against (None: the
+            job's settings decide, i.e. RECSYS_ARTIFACTS__DRIFT_REFERENCE_TAG).
         """
         self.settings = settings
-        self._reference = reference
+        self.reference_tag = reference_tag
         self.monitor = DriftMonitor(baseline, settings)
         self.log = InferenceLog(settings, [f.name for f in baseline.features])
-        # The in-service check must answer within the request timeout: sample fewer rows than
-        # the batch job (`recsys drift report`) does.
-        self.spec = DriftSpec.from_baseline(
-            baseline,
-            threshold=settings.psi_drift,
-            max_rows=min(settings.report_max_rows, SERVICE_CHECK_MAX_ROWS),
-            min_requests=settings.min_window_requests,
-            smoothing=settings.smoothing,
-        )
-        self._check_lock = threading.Lock()
-        self._report_lock = threading.Lock()
-        self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-check")
-        self._job: Future[dict[str, Any]] | None = None
-        # Evidently (seconds to import) is imported by the first check's job thread, not at
-        # start: an import thread would hold the GIL against startup and the first requests.
+        self._columns = len(baseline.features)
+        self._job_lock = threading.Lock()
+        self._job: subprocess.Popen[bytes] | None = None
+        self._job_log = Path(settings.report_dir) / "drift-job.log"
+        self._exported_report = 0.0
+        self._stop = threading.Event()
+        exporter = threading.Thread(target=self._export_loop, name="drift-export", daemon=True)
+        exporter.start()
 
-    def reference(self) -> pd.DataFrame:
-        """The reference sample (loaded on first use)."""
-        if callable(self._reference):
-            self._reference = self._reference()
-        return self._reference
+    def observe(self, features: np.ndarray, predictions: np.ndarray | None = None) -> None:
+        """Record one request's (N, F) served features and (N,) ranker scores (cheap: the
+        request path calls it). Scores are appended when the baseline monitors them.
 
-    def observe(self, features: np.ndarray) -> None:
-        """Record one request's (N, F) served features (cheap: the request path calls it)."""
+        Raises:
+            FeatureMismatchError: the columns match neither the baseline nor the baseline less
+                its prediction column.
+        """
+        if features.shape[-1] + 1 == self._columns and predictions is not None:
+            features = np.column_stack([features, predictions])
+        elif features.shape[-1] != self._columns:
+            raise FeatureMismatchError(self._columns, features.shape[-1])
         self.monitor.update(features)
         self.log.log(features)
 
@@ -81,38 +79,48 @@ class ServedFeatureMonitor:
         """Per-feature mean/std vs baseline, PSI, KL and status, plus the overall status."""
         return self.monitor.status()
 
-    def check(self) -> dict[str, Any]:
-        """Run the Evidently comparison over the logged window now (seconds; off the loop).
-
-        Returns:
-            The report summary, or `{"error": ...}` when nothing has been logged yet.
-        """
-        with self._report_lock:
-            self.log.flush()
-            try:
-                result = run_drift_report(
-                    self.settings.log_dir, self.reference(), self.settings.report_dir, self.spec
-                )
-            except NoLoggedTrafficError as exc:
-                return {"error": str(exc)}
-        logger.info("drift check: %s", result.summary())
-        return result.to_dict()
-
     def start_check(self, wait_s: float) -> dict[str, Any]:
-        """Start `check()` in the background (unless one runs) and wait up to `wait_s` for it.
+        """Start the drift job (unless one runs) and wait up to `wait_s` for its summary.
 
         Returns:
-            The summary when the job ends within `wait_s`, else `{"status": "running"}`; the
-            result then appears in `latest_report()`.
+            The summary when the job ends within `wait_s`; ``{"status": "running"}`` while it
+            runs (GET /drift/report has the result later); ``{"error": ...}`` when it failed
+            (e.g. nothing logged yet).
         """
-        with self._check_lock:
-            if self._job is None or self._job.done():
-                self._job = self._jobs.submit(self.check)
+        self.log.flush()  # the job reads the files: the buffered rows go first
+        with self._job_lock:
+            if self._job is None or self._job.poll() is not None:
+                self._job = self._spawn()
             job = self._job
         try:
-            return job.result(timeout=wait_s)
-        except FutureTimeout:
+            code = job.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
             return {"status": "running", "detail": "GET /drift/report for the result"}
+        if code != 0:
+            return {"error": self._job_error(code)}
+        self._export_report()
+        summary = load_latest_result(self.settings.report_dir)
+        return summary if summary is not None else {"error": "the drift job wrote no summary"}
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """``nice -n 10 python -m services drift report`` on this service's log and reports."""
+        out = Path(self.settings.report_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        command = ["nice", "-n", "10", sys.executable, "-m", "services", "drift", "report",
+                   "--current", str(self.settings.log_dir), "--out", str(out)]  # fmt: skip
+        env = {**os.environ}
+        if self.reference_tag:
+            env["RECSYS_ARTIFACTS__DRIFT_REFERENCE_TAG"] = self.reference_tag
+        # The job's own Prometheus files would mix into the service's: it exports nothing.
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        with self._job_log.open("wb") as log:
+            job = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        logger.info("drift job started (pid %d)", job.pid)
+        return job
+
+    def _job_error(self, code: int) -> str:
+        tail = self._job_log.read_text(errors="replace").strip().splitlines()[-3:]
+        return f"the drift job failed (exit {code}): {' / '.join(tail)}"
 
     def latest_report(self, fmt: str = "json") -> dict[str, Any]:
         """The last report: its JSON summary, or `{"html": ...}`; `{"error": ...}` if none."""
@@ -123,7 +131,29 @@ class ServedFeatureMonitor:
             return {"html": (Path(self.settings.report_dir) / HTML_FILE).read_text()}
         return summary
 
+    def reports(self) -> dict[str, Any]:
+        """The kept reports, newest first (`GET /drift/reports`)."""
+        return {"reports": list_history(self.settings.report_dir)}
+
+    def _export_report(self) -> None:
+        path = Path(self.settings.report_dir) / SUMMARY_FILE
+        try:
+            written = path.stat().st_mtime
+        except OSError:
+            return
+        if written > self._exported_report:
+            metrics.export_report(json.loads(path.read_text()), written)
+            self._exported_report = written
+
+    def _export_loop(self) -> None:
+        while not self._stop.wait(self.settings.export_every_s):
+            try:
+                metrics.export_monitor(self.monitor.status())
+                self._export_report()
+            except (OSError, ValueError) as exc:  # a half-written summary: next tick
+                logger.warning("drift gauges not exported: %s", exc)
+
     def close(self) -> None:
-        """Flush the log, stop its writer and any drift job."""
-        self._jobs.shutdown(wait=True)
+        """Stop the exporter, flush the log and stop its writer; a running job is left to end."""
+        self._stop.set()
         self.log.close()

@@ -53,6 +53,7 @@ ROUTE_SCOPES: dict[tuple[str, str], ApiScope] = {
     ("GET", "/drift/status"): "admin",
     ("POST", "/drift/check"): "admin",
     ("GET", "/drift/report"): "admin",
+    ("GET", "/drift/reports"): "admin",
 }
 # Routes that also spend from a bucket of their own (the drift job is seconds of CPU).
 ROUTE_BUCKETS: dict[tuple[str, str], str] = {("POST", "/drift/check"): "drift_check"}

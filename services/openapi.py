@@ -103,6 +103,9 @@ def _ops_paths() -> dict[str, Any]:
                 "The latest drift report", report_ok, 400, 404, 503, parameters=[report_format]
             )
         },
+        "/drift/reports": {
+            "get": op("Kept drift reports, newest first", _json(_OBJECT, "Headlines"), 503)
+        },
     }
 
 

@@ -290,6 +290,11 @@ async def drift_report(request: Request) -> Response:
     return JSONResponse(report)
 
 
+async def drift_reports(request: Request) -> JSONResponse:
+    """The kept drift reports, newest first (time, status, drifted features, evidence)."""
+    return JSONResponse(await _ask_ranker("drift_reports"))
+
+
 async def _stage_down(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": f"a stage is unavailable: {exc}"}, status_code=503)
 
@@ -303,5 +308,6 @@ ops_app = Starlette(
         Route("/drift/status", drift_status, methods=["GET"]),
         Route("/drift/check", drift_check, methods=["POST"]),
         Route("/drift/report", drift_report, methods=["GET"]),
+        Route("/drift/reports", drift_reports, methods=["GET"]),
     ],
 )

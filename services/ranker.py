@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from functools import partial
 from typing import Annotated, Any
 
 import bentoml
@@ -64,9 +63,7 @@ class RankerService:
         }
         drift_tag = str(self.drift_model.tag)
         self.monitor = ServedFeatureMonitor(
-            artifacts.load_drift_baseline(drift_tag),
-            partial(artifacts.load_drift_sample, drift_tag),  # read by the first drift check
-            settings.drift,
+            artifacts.load_drift_baseline(drift_tag), settings.drift, reference_tag=drift_tag
         )
         quiet_rejections()  # one line, no traceback, per rejected request
         self._ready = True
@@ -107,7 +104,7 @@ class RankerService:
             user_id, item_ids, retrieval_scores, self.store, k, explain, sources=features
         )
         if result.features is not None:
-            self.monitor.observe(result.features)
+            self.monitor.observe(result.features, result.all_scores)
         explained = result.contributions or [None] * len(result.item_ids)
         proposed: list[list[str] | None] = [None] * len(result.item_ids)
         if explain and source_ranks is not None and result.positions is not None:
@@ -209,3 +206,8 @@ class RankerService:
     def drift_report(self, format: str = "json") -> dict[str, Any]:
         """The latest drift report (`format` json or html)."""
         return self.monitor.latest_report(format)
+
+    @bentoml.api
+    def drift_reports(self) -> dict[str, Any]:
+        """The kept drift reports, newest first: time, status, drifted features, evidence."""
+        return self.monitor.reports()

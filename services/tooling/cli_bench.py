@@ -135,8 +135,9 @@ def drift_report(
             smoothing=s.drift.smoothing,
         )
         result = run_drift_report(
-            current or s.drift.log_dir, sample, out or s.drift.report_dir, spec
-        )
+            current or s.drift.log_dir, sample, out or s.drift.report_dir, spec,
+            keep=s.drift.report_history,
+        )  # fmt: skip
     except RecsysError as exc:
         raise fail(exc) from exc
     console.print(result.summary(), highlight=False)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
+from data.split_files import SplitFiles, write_split
 from data.synth import generate, write_movielens
 from models.train import TrainReport, train_all
 
@@ -40,6 +41,7 @@ DRIFT_ENV = {
     "RECSYS_DRIFT__BLOCK_REQUESTS": "10",
     "RECSYS_DRIFT__MIN_WINDOW_REQUESTS": "30",
     "RECSYS_DRIFT__LOG_SAMPLE_RATE": "1.0",
+    "RECSYS_DRIFT__EXPORT_EVERY_S": "0.3",
 }
 
 
@@ -148,3 +150,16 @@ def ml100k_rated(ml100k_dir: Path) -> dict[int, set[int]]:
     for user, item in zip(ratings["user_id"], ratings["item_id"], strict=True):
         rated.setdefault(int(user), set()).add(int(item))
     return rated
+
+
+@pytest.fixture(scope="session")
+def ml100k_split(ml100k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SplitFiles:
+    """`recsys data split` of ML-100K: ``train/`` and the held-out ``test.csv``."""
+    return write_split(ml100k_dir, tmp_path_factory.mktemp("ml-100k-split"))
+
+
+@pytest.fixture(scope="session")
+def ml100k_split_models(ml100k_split: SplitFiles) -> TrainReport:
+    """Models trained by `recsys train`'s code on the split's train/ only (quick settings), so
+    the held-out ratings are new to the service (`recsys replay`'s setting)."""
+    return train_all(ml100k_split.train_dir, seed=0, quick=True, progress=False)

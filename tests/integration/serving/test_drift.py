@@ -7,6 +7,7 @@ holds earlier requests has then left the window.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pandas as pd
@@ -81,3 +82,43 @@ def test_training_like_then_cold_start_traffic(client: TestClient, history: pd.D
     html = client.get("/drift/report", params={"format": "html"})
     assert html.status_code == 200
     assert "<html" in html.text.lower()
+    # the job ran in a process of its own, never on the serving interpreter
+    assert latest["pid"] != os.getpid()
+    kept = client.get("/drift/reports").json()["reports"]
+    assert kept[0]["status"] == "drift"
+    assert "user_count" in kept[0]["drifted"]
+    assert kept[0]["current_requests"] == latest["current_requests"]
+    from prometheus_client import REGISTRY  # in process, the service's metrics are this registry's
+
+    deadline = time.monotonic() + 10  # the exporter publishes the new report within a tick
+    labels = {"feature": "user_count", "source": "report"}
+    while REGISTRY.get_sample_value("recsys_drift_status", labels) != 2:
+        assert time.monotonic() < deadline, "the report's figures never reached /metrics"
+        time.sleep(0.2)
+    assert REGISTRY.get_sample_value("recsys_drift_report_timestamp_seconds") > 0
+
+
+def test_drift_is_exported_as_time_series(client: TestClient, history: pd.DataFrame) -> None:
+    from prometheus_client import REGISTRY  # in process, the service's metrics are this registry's
+
+    def gauge(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(name, labels)
+
+    _send(client, list(range(9_100_000, 9_100_000 + SENT)))  # cold users: user_count drifts
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if gauge("recsys_drift_status", feature="user_count", source="monitor") == 2:
+            break
+        time.sleep(0.2)
+    assert gauge("recsys_drift_status", feature="user_count", source="monitor") == 2  # drift
+    psi = gauge("recsys_drift_psi", feature="user_count", source="monitor")
+    assert psi is not None
+    assert psi >= 0.25
+    observations = gauge("recsys_drift_observations", feature="user_count", source="monitor")
+    assert observations is not None
+    assert observations >= WINDOW // 2  # one per request
+    drifted = gauge("recsys_drift_drifted_features", source="monitor")
+    assert drifted is not None
+    assert drifted >= 1
+    # predictions are monitored like features
+    assert "ranker_score" in client.get("/drift/status").json()["features"]

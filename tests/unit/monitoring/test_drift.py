@@ -12,7 +12,7 @@ import pytest
 from monitoring.baseline import Baseline, reference_sample
 from monitoring.config import DriftSettings
 from monitoring.drift import DriftSpec, load_latest_result, run_drift_report
-from monitoring.errors import NoLoggedTrafficError
+from monitoring.errors import FeatureMismatchError, NoLoggedTrafficError
 from monitoring.inference_log import InferenceLog
 
 
@@ -83,3 +83,45 @@ def test_report_without_logged_traffic_says_so(
         run_drift_report(
             make_current(tmp_path), reference, tmp_path / "out", DriftSpec.from_baseline(baseline)
         )
+
+
+@pytest.mark.slow
+def test_reports_are_kept_newest_first_and_bounded(
+    tmp_path: Path, traffic, baseline: Baseline, reference: pd.DataFrame
+) -> None:
+    from monitoring.drift import list_history
+
+    log = log_traffic(tmp_path, traffic, None)
+    spec = DriftSpec.from_baseline(baseline, max_rows=2_000)
+    seen = [
+        run_drift_report(log, reference, tmp_path / "out", spec, seed=s, keep=2) for s in range(3)
+    ]
+    kept = list_history(tmp_path / "out")
+    assert len(kept) == 2  # the oldest of three was deleted
+    assert kept[0]["at"] > kept[1]["at"]
+    assert [k["seconds"] for k in kept] == [seen[2].seconds, seen[1].seconds]
+    assert kept[0]["status"] == "ok"
+
+
+def test_served_monitor_watches_the_rankers_scores_beside_the_features(
+    tmp_path: Path, traffic
+) -> None:
+    from monitoring.served import ServedFeatureMonitor
+
+    rng = np.random.default_rng(3)
+    train = traffic.draw(rng, 20_000)
+    scores = rng.normal(0.0, 1.0, len(train))
+    names = [*traffic.names, "ranker_score"]
+    scored = Baseline.from_matrix(np.column_stack([train, scores]), names, traffic.categorical)
+    settings = DriftSettings(
+        window=200, min_window_requests=50, log_dir=tmp_path / "log", report_dir=tmp_path / "r"
+    )
+    served = ServedFeatureMonitor(scored, settings)
+    try:
+        for request in np.split(traffic.draw(rng, 100 * 100), 100):
+            served.observe(request, rng.normal(3.0, 1.0, len(request)))  # outputs moved 3 sd
+        with pytest.raises(FeatureMismatchError):
+            served.observe(request[:, :-1], None)  # neither the baseline's width nor one short
+    finally:
+        served.close()
+    assert served.status()["drifted"] == ["ranker_score"]
