@@ -266,55 +266,6 @@ def bench_events(
     console.print(f"start to ready {r.start_s:.1f} s; load average {load} on {r.cores} cores")
 
 
-@bench_app.command("auth")
-def bench_auth(
-    served: Annotated[bool, typer.Option(help="Also serve the API: off/on/bad-key flood.")] = True,
-    requests: Annotated[int, typer.Option(help="Timed sequential requests per phase.")] = 1500,
-    flood: Annotated[float, typer.Option(help="Bad-key requests per second.")] = 1000.0,
-    out: Annotated[Path, typer.Option(help="JSON file for the figures.")] = Path(
-        "reports/bench/auth.json"
-    ),
-) -> None:
-    """What API keys cost: the check per request, and valid calls' p99 under a bad-key flood."""
-    import tempfile
-
-    from services.auth import AuthSettings, RateLimit
-    from services.settings import Settings
-    from services.tooling import bench_auth as bench
-
-    with tempfile.TemporaryDirectory() as tmp:
-        keys = Path(tmp) / "keys"
-        keys.write_text("")
-        unlimited = RateLimit(per_second=1e9, burst=10**9)  # time the check, not 429s
-        auth = AuthSettings(enabled=True, keys_file=keys, recommend=unlimited)
-        check = bench.bench_check(Settings(auth=auth))
-        console.print(
-            f"key check per request (us, p50/p99): off {check.off_p50_us:.1f}/"
-            f"{check.off_p99_us:.1f}, valid key {check.valid_p50_us:.1f}/{check.valid_p99_us:.1f}"
-            f", unknown key (401) {check.unknown_p50_us:.1f}/{check.unknown_p99_us:.1f}; "
-            f"added p50 {check.added_p50_us:.1f} us (target <= 50)"
-        )
-        figures = None
-        if served:
-            try:
-                figures = bench.bench_served(_snapshot_users(), {}, keys, requests=requests,
-                                             flood_rps=flood)  # fmt: skip
-            except RecsysError as exc:
-                raise fail(exc) from exc
-            console.print(
-                f"served POST /recommend p50/p99 ms: auth off {figures.off_p50_ms:.2f}/"
-                f"{figures.off_p99_ms:.2f}, on {figures.on_p50_ms:.2f}/{figures.on_p99_ms:.2f}, "
-                f"on + {figures.flood_rps:.0f} bad-key req/s {figures.flood_p50_ms:.2f}/"
-                f"{figures.flood_p99_ms:.2f}, on again {figures.after_p50_ms:.2f}/"
-                f"{figures.after_p99_ms:.2f} (flood p99 / quiet p99 x{figures.flood_p99_ratio:.2f}"
-                f", target <= 1.2); reference: on + {figures.probe_rps:.0f} GET /livez req/s "
-                f"{figures.probe_p50_ms:.2f}/{figures.probe_p99_ms:.2f}"
-            )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(bench.report(check, figures), indent=2))
-    console.print(f"wrote {out}")
-
-
 def _snapshot_users() -> list[int]:
     from models.artifacts import load_snapshot
 

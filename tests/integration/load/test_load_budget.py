@@ -45,7 +45,11 @@ def test_trivial_service_answers_the_recommend_body(trivial_server: ServedProces
 def test_generous_budget_passes(
     trivial_server: ServedProcess, recsys_command: list[str], tmp_path: Path
 ) -> None:
-    done = run_load(recsys_command, trivial_server.url, tmp_path, "--p95-ms", "5000")
+    # Generous for both percentiles: a 4 s run's p99 is its slowest request or two, and on a
+    # busy 2-core machine that one can take 200 ms.
+    done = run_load(
+        recsys_command, trivial_server.url, tmp_path, "--p95-ms", "5000", "--p99-ms", "5000"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "budgets held" in done.stdout
     assert (tmp_path / "locust_stats.csv").exists()
