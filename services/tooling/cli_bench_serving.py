@@ -1,7 +1,7 @@
-"""`recsys bench auth` and `recsys bench drift-job`: what API keys and the drift job cost the API.
+"""Commands against a served API: `recsys bench auth|drift-job` and `recsys drift plot`.
 
-Registered on `cli_bench.bench_app`; both serve the API for real and print figures beside their
-targets, and write them as JSON under reports/bench.
+Registered on `cli_bench`'s apps. The benches serve the API for real and print figures beside
+their targets (JSON under reports/bench); the plot samples a running service's /metrics.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import typer
 
 from data.errors import RecsysError
 from services.settings import get_settings
-from services.tooling.cli_bench import _snapshot_users, bench_app
+from services.tooling.cli_bench import _snapshot_users, bench_app, drift_app
 from services.tooling.cli_common import console, fail
 
 
@@ -96,3 +96,39 @@ def bench_drift_job(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**asdict(f), "ratio": f.ratio}, indent=2))
     console.print(f"wrote {out}")
+
+
+@drift_app.command("plot")
+def drift_plot(
+    url: Annotated[str, typer.Option(help="The served API.")] = "http://127.0.0.1:3000",
+    seconds: Annotated[float, typer.Option(help="How long to sample /metrics.")] = 60.0,
+    every: Annotated[float, typer.Option(help="Seconds between samples.")] = 2.0,
+    top: Annotated[int, typer.Option(help="Features drawn: the highest PSI at any time.")] = 5,
+    out: Annotated[Path, typer.Option(help="The SVG written.")] = Path(
+        "reports/drift/timeseries.svg"
+    ),
+) -> None:
+    """Sample the monitor's PSI gauges from /metrics over time; draw them as an SVG chart."""
+    import time
+
+    import httpx
+
+    from monitoring.plot import drift_svg, scrape_drift
+
+    samples: list[tuple[float, dict[str, float]]] = []
+    began = time.monotonic()
+    while (now := time.monotonic() - began) <= seconds:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        samples.append((now, scrape_drift(text)))
+        time.sleep(every)
+    features = {name for _, psi in samples for name in psi}
+    worst = sorted(features, key=lambda f: -max(psi.get(f, 0.0) for _, psi in samples))[:top]
+    series = {f: [psi.get(f, 0.0) for _, psi in samples] for f in worst}
+    s = get_settings().drift
+    svg = drift_svg(
+        [t for t, _ in samples], series, {"warn": s.psi_warn, "drift": s.psi_drift},
+        "PSI per feature, in-process drift monitor (recsys_drift_psi)",
+    )  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(svg)
+    console.print(f"{len(samples)} samples of {len(features)} features; drew {worst} -> {out}")
