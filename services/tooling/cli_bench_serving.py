@@ -91,10 +91,12 @@ def bench_drift_job(
         f"{f.quiet_p50_ms:.2f}/{f.quiet_p99_ms:.2f}; during the drift job ({f.job_s:.1f} s, "
         f"{f.report_rows} rows, {f.during_requests} calls) {f.during_p50_ms:.2f}/"
         f"{f.during_p99_ms:.2f}; after {f.after_p50_ms:.2f}/{f.after_p99_ms:.2f} (p99 during / "
-        f"quiet x{f.ratio:.2f}, target <= 1.5)"
+        f"quiet before and after x{f.ratio:.2f}, / before x{f.ratio_before:.2f}; target <= 1.5)"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**asdict(f), "ratio": f.ratio}, indent=2))
+    out.write_text(
+        json.dumps({**asdict(f), "ratio": f.ratio, "ratio_before": f.ratio_before}, indent=2)
+    )
     console.print(f"wrote {out}")
 
 
