@@ -6,6 +6,7 @@ the PSI of the chosen features over time with the warn and drift thresholds.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -13,6 +14,7 @@ from html import escape
 _SAMPLE = re.compile(r"^recsys_drift_psi\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 WIDTH, HEIGHT, PAD = 760, 360, 56
+FLOOR = 1e-3  # the bottom of the log axis
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 
 
@@ -35,7 +37,10 @@ def drift_svg(
     thresholds: Mapping[str, float],
     title: str,
 ) -> str:
-    """An SVG chart: PSI per feature (one line each) against time, thresholds dashed.
+    """An SVG chart: PSI per feature (one line each, log scale) against time, thresholds dashed.
+
+    PSI spans orders of magnitude (0.01 is noise, 0.25 drift, a category never seen in training
+    gives 10 and more), so the axis is logarithmic from `FLOOR`.
 
     Args:
         times: seconds since the first sample, one per sample.
@@ -46,14 +51,17 @@ def drift_svg(
     Returns:
         The SVG document.
     """
-    top = max([*thresholds.values(), *(v for values in psi.values() for v in values), 0.3])
+    highest = max([*thresholds.values(), *(v for values in psi.values() for v in values), 1.0])
+    decades = range(round(math.log10(FLOOR)), math.ceil(math.log10(highest)) + 1)
+    low, high = decades[0], decades[-1]
     end = max(times[-1] if times else 1.0, 1e-9)
 
     def x(t: float) -> float:
         return PAD + (WIDTH - 2 * PAD) * t / end
 
     def y(v: float) -> float:
-        return HEIGHT - PAD - (HEIGHT - 2 * PAD) * min(v, top) / top
+        scaled = (math.log10(max(v, FLOOR)) - low) / (high - low)
+        return HEIGHT - PAD - (HEIGHT - 2 * PAD) * scaled
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
@@ -65,13 +73,15 @@ def drift_svg(
         f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{HEIGHT - PAD}" stroke="#333"/>',
         f'<text x="{WIDTH / 2}" y="{HEIGHT - 16}" text-anchor="middle">seconds</text>',
         f'<text x="16" y="{HEIGHT / 2}" transform="rotate(-90 16 {HEIGHT / 2})" '
-        'text-anchor="middle">PSI</text>',
+        'text-anchor="middle">PSI (log)</text>',
     ]
-    for i in range(5):
-        value, t = top * i / 4, end * i / 4
+    for decade in decades:
+        value = 10.0**decade
         parts.append(
-            f'<text x="{PAD - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:.2f}</text>'
+            f'<text x="{PAD - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:g}</text>'
         )
+    for i in range(5):
+        t = end * i / 4
         parts.append(
             f'<text x="{x(t):.1f}" y="{HEIGHT - PAD + 16}" text-anchor="middle">{t:.0f}</text>'
         )

@@ -38,6 +38,11 @@ from services.events import (
     EventsAccepted,
     EventsRequest,
 )
+from services.online_quality import (
+    MAX_RANK,
+    OnlineQuality,
+    model_label,
+)
 from services.openapi import OpenAPIDocument
 from services.ops_routes import (
     MAX_BODY_BYTES,
@@ -102,6 +107,8 @@ class RecommendationService:
         self.feature_version = snapshot.version
         self.snapshot_metadata = snapshot.metadata
         self.ingest = EventIngest(settings, snapshot)
+        # Settings gain an `online` section; until then its defaults.
+        self.online = OnlineQuality(settings.online)
         self.stages: Stages
         if STAGES == "embedded":
             self.stages = InProcessStages(RetrieverService(), RankerService())
@@ -137,7 +144,10 @@ class RecommendationService:
 
         A remote stage that fails is done without (`degraded` in the answer), never an error.
         """
-        return await self.pipeline.recommend(user_id, k, exclude_seen, explain)
+        answer = await self.pipeline.recommend(user_id, k, exclude_seen, explain)
+        top = [r.item_id for r in answer.recommendations[:MAX_RANK]]
+        self.online.remember(user_id, top, answer.cold_start, model_label(answer.model_version))
+        return answer
 
     @bentoml.api(input_spec=EventsRequest, route="/events")
     async def events(self, events: list[EventIn]) -> EventsAccepted:
@@ -146,7 +156,9 @@ class RecommendationService:
         All-or-nothing: one bad event (unknown movie, rating out of 0.5..5, a timestamp in the
         future, a missing or mistyped field) rejects the call with 400 naming it.
         """
-        return EventsAccepted(accepted=self.ingest.accept(events))
+        accepted = self.ingest.accept(events)
+        self.online.observe([(e.user_id, e.item_id) for e in events])  # did we recommend it?
+        return EventsAccepted(accepted=accepted)
 
     def info(self) -> dict[str, Any]:
         """Model tags, feature version, dataset fingerprint and the configuration in force."""
@@ -165,6 +177,7 @@ class RecommendationService:
             "dataset_fingerprint": self.snapshot_metadata.get("dataset_fingerprint"),
             "max_body_bytes": MAX_BODY_BYTES,
             "events": self.ingest.status(),
+            "online_quality": self.online.figures(),
             "auth": auth.gate().status(),
             "config": config,
         }

@@ -19,6 +19,7 @@ from feature_store.config import EventSettings, RedisSettings
 from models.config import RankingSettings, RetrievalSettings
 from monitoring.config import DriftSettings
 from services.auth import AuthSettings
+from services.online_quality import OnlineQualitySettings
 
 
 class ArtifactSettings(BaseModel):
@@ -109,6 +110,7 @@ class Settings(BaseSettings):
     ranking: RankingSettings = RankingSettings()
     drift: DriftSettings = DriftSettings()
     auth: AuthSettings = AuthSettings()
+    online: OnlineQualitySettings = OnlineQualitySettings()
     artifacts: ArtifactSettings = ArtifactSettings()
 
     def replica_events(self) -> EventSettings:

@@ -52,7 +52,7 @@ def redis_server() -> Iterator[LocalRedis]:
 # marked `slow`, so `make test-fast` (-m "not integration and not slow") trains nothing.
 TRAINING_FIXTURES = frozenset(
     {"trained", "trained_ranker", "stored_retriever", "stored_ranker", "trained_models",
-     "ml100k_models"}
+     "ml100k_models", "ml100k_split_models"}
 )  # fmt: skip
 
 

@@ -18,6 +18,7 @@ import typer
 
 from data.errors import RecsysError
 from services.settings import get_settings
+from services.tooling import cli_bench_serving  # noqa: F401  (registers bench auth, drift-job)
 from services.tooling.cli_bench import bench_app, drift_app, helm_app, load
 from services.tooling.cli_common import (
     DataDirOption,
@@ -230,17 +231,31 @@ def replay(
         "both"
     ),
     out: Annotated[Path | None, typer.Option("--json", help="Write the figures here.")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RECSYS_API_KEY",
+            help="Key sent as Bearer (auth on): recommend, events; admin for online figures.",
+        ),
+    ] = None,
 ) -> None:
-    """Replay held-out ratings in time order: /recommend each, then (applied) post the rating."""
+    """Replay held-out ratings in time order: /recommend each, then (applied) post the rating.
+
+    After the applied pass the service's own online HitRate/MRR (GET /info) are shown beside it.
+    """
     from services.tooling.replay import load_rows, parse_modes
     from services.tooling.replay import replay as run
 
     try:
-        report = run(url, load_rows(test, limit=limit, users=users), k=k, modes=parse_modes(mode))
+        sequence = load_rows(test, limit=limit, users=users)
+        report = run(url, sequence, k=k, modes=parse_modes(mode), api_key=api_key)
     except RecsysError as exc:
         raise fail(exc) from exc
     title = f"replay of {report.rows} ratings, {report.users} users ({report.selection})"
     print_rows(title, *report.table())
+    online = report.online_table()
+    if online is not None:
+        print_rows("the service's own online figures over the applied pass", *online)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report.to_json(), indent=2))

