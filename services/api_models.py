@@ -59,6 +59,7 @@ class Recommendation(BaseModel):
     rank: int
     reasons: list[Contribution] | None = None
     sources: list[str] | None = None
+    retrieval_rank: int | None = None  # with explain: 1-based place in the candidate list
 
 
 class RecommendResponse(BaseModel):

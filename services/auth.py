@@ -47,7 +47,7 @@ SCOPES: tuple[ApiScope, ...] = ("recommend", "events", "admin")
 KEY_PREFIX = "rsk_"
 # Which scope each protected route needs; every other route is open (probes, metrics, docs).
 ROUTE_SCOPES: dict[tuple[str, str], ApiScope] = {
-    ("POST", "/recommend"): "recommend",
+    ("POST", "/recommend"): "recommend",  # the page (/ui, its files) holds no data: open
     ("POST", "/events"): "events",
     ("GET", "/info"): "admin",
     ("GET", "/drift/status"): "admin",
@@ -55,6 +55,8 @@ ROUTE_SCOPES: dict[tuple[str, str], ApiScope] = {
     ("GET", "/drift/report"): "admin",
     ("GET", "/drift/reports"): "admin",
 }
+# Path prefixes with one scope (routes with ids in the path): the page's read routes.
+PREFIX_SCOPES: tuple[tuple[str, str, ApiScope], ...] = (("GET", "/ui/api/", "recommend"),)
 # Routes that also spend from a bucket of their own (the drift job is seconds of CPU).
 ROUTE_BUCKETS: dict[tuple[str, str], str] = {("POST", "/drift/check"): "drift_check"}
 _LINE = re.compile(r"^(?P<scope>[a-z_]+):(?P<digest>[0-9a-f]{64})$")
@@ -246,6 +248,14 @@ class _RejectionLog:
             self._counts, self._since = {}, now
 
 
+def _prefix_scope(method: str, path: str) -> ApiScope | None:
+    """The scope of a route known by its path prefix (`PREFIX_SCOPES`), if any."""
+    for want, prefix, scope in PREFIX_SCOPES:
+        if method == want and path.startswith(prefix):
+            return scope
+    return None
+
+
 def presented_key(scope: Scope) -> str | None:
     """The key a request carries: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
     for name, value in scope.get("headers") or ():
@@ -325,7 +335,7 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         route = (scope.get("method", ""), scope.get("path", ""))
-        needed = ROUTE_SCOPES.get(route)
+        needed = ROUTE_SCOPES.get(route) or _prefix_scope(*route)
         if needed is None:
             await self.app(scope, receive, send)
             return

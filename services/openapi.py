@@ -103,6 +103,58 @@ def _ops_paths() -> dict[str, Any]:
                 "The latest drift report", report_ok, 400, 404, 503, parameters=[report_format]
             )
         },
+        "/ui": {
+            "get": op(
+                "The page: a user's history, recommendations with reasons, drift",
+                {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}},
+                404,
+            )
+        },
+        "/ui/static/{name}": {
+            "get": op(
+                "A file of the page (app.js, style.css)",
+                {
+                    "description": "The file",
+                    "content": {
+                        kind: {"schema": {"type": "string"}}
+                        for kind in ("text/javascript", "text/css", "image/png", "image/svg+xml")
+                    },
+                },
+                404,
+                parameters=[
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+            )
+        },
+        "/ui/labels.json": {
+            "get": op("Readable names of the ranker's features", _json(_OBJECT, "name -> label"))
+        },
+        "/ui/api/status": {
+            "get": op("Models, placement, feature store, p50/p99", _json(_OBJECT, "Status"), 503)
+        },
+        "/ui/api/users/random": {"get": op("A known user", _json(_OBJECT, "{user_id}"), 503)},
+        "/ui/api/users/{user_id}/history": {
+            "get": op(
+                "A user's ratings, most recent first",
+                _json(_OBJECT, "{user_id, known, ratings}"),
+                400,
+                503,
+                parameters=[
+                    {
+                        "name": "user_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "format": "int64"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    },
+                ],
+            )
+        },
         "/drift/reports": {
             "get": op("Kept drift reports, newest first", _json(_OBJECT, "Headlines"), 503)
         },
@@ -117,9 +169,12 @@ SECURITY_SCHEMES = {
 
 def _secure(paths: dict[str, Any]) -> None:
     """Declare the API-key schemes, the scope and 401/403/429 on every protected operation."""
-    from services.auth import ROUTE_SCOPES
+    from services.auth import PREFIX_SCOPES, ROUTE_SCOPES
 
-    for (method, path), scope in ROUTE_SCOPES.items():
+    routes = dict(ROUTE_SCOPES)
+    for method, prefix, scope in PREFIX_SCOPES:
+        routes.update({(method, path): scope for path in paths if path.startswith(prefix)})
+    for (method, path), scope in routes.items():
         operation = paths.get(path, {}).get(method.lower())
         if operation is None:
             continue

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.stage_client import StageUnavailable
+from services.ui_routes import ui_routes
 
 logger = logging.getLogger(__name__)
 
@@ -309,5 +310,6 @@ ops_app = Starlette(
         Route("/drift/check", drift_check, methods=["POST"]),
         Route("/drift/report", drift_report, methods=["GET"]),
         Route("/drift/reports", drift_reports, methods=["GET"]),
+        *ui_routes,
     ],
 )

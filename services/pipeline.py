@@ -83,6 +83,9 @@ class RecommendationPipeline:
         done = time.perf_counter()
 
         titles = self.catalog.titles_of([it.item_id for it in items])
+        before: dict[int, int] = {}  # with explain: each movie's place before ranking
+        if explain:
+            before = {int(item): place for place, item in enumerate(found.item_ids, start=1)}
         recommendations = [
             Recommendation(
                 item_id=it.item_id,
@@ -91,6 +94,7 @@ class RecommendationPipeline:
                 rank=rank,
                 reasons=it.contributions,
                 sources=it.sources,
+                retrieval_rank=before.get(it.item_id),
             )
             for rank, (it, title) in enumerate(zip(items, titles, strict=True), start=1)
         ]

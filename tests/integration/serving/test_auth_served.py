@@ -156,6 +156,10 @@ def _routes(rated: tuple[int, int]) -> list[tuple[str, str, dict[str, Any] | Non
         ("GET", "/drift/status", None, "admin"),
         ("GET", "/drift/report", None, "admin"),
         ("POST", "/drift/check", None, "admin"),
+        ("GET", "/drift/reports", None, "admin"),
+        ("GET", "/ui/api/users/random", None, "recommend"),
+        ("GET", f"/ui/api/users/{user}/history", None, "recommend"),
+        ("GET", "/ui/api/status", None, "recommend"),
     ]
 
 
@@ -176,7 +180,7 @@ def test_every_protected_route_no_key_wrong_scope_revoked_valid(
         valid = served.call(method, path, getattr(keys, scope), **kwargs)
         assert valid.status_code not in (401, 403, 429), (path, valid.text)
         assert valid.status_code < 500, (path, valid.text)
-        if path in ("/recommend", "/events", "/info", "/drift/status"):
+        if path in ("/recommend", "/events", "/info", "/drift/status") or path.startswith("/ui/"):
             assert valid.status_code == 200, (path, valid.text)
     x_api_key = served.http.post(
         "/recommend", json={"user_id": rated[0]}, headers={"X-API-Key": keys.recommend}
@@ -187,6 +191,9 @@ def test_every_protected_route_no_key_wrong_scope_revoked_valid(
 def test_probes_metrics_and_the_document_stay_open(served: Served) -> None:
     for path in ("/health", "/ready", "/livez", "/readyz", "/metrics", "/docs.json"):
         assert served.http.get(path).status_code == 200, path
+    # the page and its files hold no data: open (their data calls carry the key)
+    for path in ("/ui", "/ui/labels.json", "/ui/static/app.js"):
+        assert served.http.get(path).status_code not in (401, 403), path
     spec = served.http.get("/docs.json").json()
     assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
     recommend = spec["paths"]["/recommend"]["post"]
