@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -60,6 +61,23 @@ class RedisSettings(BaseModel):
             return self.url
         scheme = "rediss" if self.tls else "redis"
         return f"{scheme}://{self.host}:{self.port}/0"
+
+    def client_options(self, socket_timeout_s: float | None = None) -> dict[str, Any]:
+        """redis-py connection options (sync or asyncio): timeouts, pool size, credentials.
+
+        Args:
+            socket_timeout_s: overrides `socket_timeout_s` (materialization waits longer).
+        """
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout_s or self.socket_timeout_s,
+            "socket_connect_timeout": self.connect_timeout_s,
+            "max_connections": self.max_connections,
+        }
+        if self.username:
+            options["username"] = self.username
+        if self.password:
+            options["password"] = self.password
+        return options
 
     @property
     def redacted_url(self) -> str:

@@ -6,6 +6,7 @@ fixtures. Nothing here needs Docker.
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -47,6 +48,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def cluster_port() -> int:
+    """A free loopback port P whose cluster bus port P + 10000 is free too (P <= 45000)."""
+    for _ in range(100):
+        port = random.randint(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise FeatureStoreUnavailable("no free port pair for a Redis Cluster node")
 
 
 def server_command(port: int, *extra: str) -> list[str]:

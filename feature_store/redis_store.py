@@ -47,16 +47,7 @@ def make_client(settings: RedisSettings, socket_timeout_s: float | None = None) 
         settings: connection settings.
         socket_timeout_s: overrides `settings.socket_timeout_s` (materialization waits longer).
     """
-    options: dict[str, Any] = {
-        "socket_timeout": socket_timeout_s or settings.socket_timeout_s,
-        "socket_connect_timeout": settings.connect_timeout_s,
-        "retry": Retry(NoBackoff(), 0),
-        "max_connections": settings.max_connections,
-    }
-    if settings.username:
-        options["username"] = settings.username
-    if settings.password:
-        options["password"] = settings.password
+    options = {**settings.client_options(socket_timeout_s), "retry": Retry(NoBackoff(), 0)}
     if settings.cluster:
         return RedisCluster.from_url(settings.resolved_url, **options)
     return redis.Redis.from_url(settings.resolved_url, health_check_interval=0, **options)

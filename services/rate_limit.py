@@ -120,15 +120,7 @@ class RateLimiter:
         import redis.asyncio as aioredis
 
         r: RedisSettings = settings.redis
-        options: dict[str, Any] = {
-            "socket_timeout": r.socket_timeout_s,
-            "socket_connect_timeout": r.connect_timeout_s,
-            "max_connections": r.max_connections,
-        }
-        if r.username:
-            options["username"] = r.username
-        if r.password:
-            options["password"] = r.password
+        options = r.client_options()
         if r.cluster:
             client: Any = aioredis.RedisCluster.from_url(r.resolved_url, **options)
         else:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import random
 import secrets
 import socket
 import subprocess
@@ -38,7 +37,13 @@ from feature_store.errors import FeatureStoreUnavailable
 from feature_store.event_sources import load_events
 from feature_store.events import RatingEvent
 from feature_store.live_users import UserRowUpdater
-from feature_store.local_redis import LocalRedis, find_redis_binary, free_port, server_command
+from feature_store.local_redis import (
+    LocalRedis,
+    cluster_port,
+    find_redis_binary,
+    free_port,
+    server_command,
+)
 from feature_store.materialize import materialize
 from feature_store.memory_store import MemoryFeatureStore
 from feature_store.redis_events import RedisEvents
@@ -319,20 +324,6 @@ def _redis_with_aclfile(acl_file: Path, admin_password: str) -> Iterator[LocalRe
         server.stop()
 
 
-def _cluster_port() -> int:
-    """A free port P whose cluster bus port P + 10000 is free too."""
-    for _ in range(100):
-        port = random.randint(20000, 45000)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10000))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port pair for a cluster node")
-
-
 @pytest.mark.slow  # cluster creation takes 3-8 s
 def test_cluster_rules_let_each_role_work_on_a_three_node_cluster(
     snapshot: FeatureSnapshot,
@@ -342,7 +333,7 @@ def test_cluster_rules_let_each_role_work_on_a_three_node_cluster(
     nodes = [
         private_redis(port, "--cluster-enabled", "yes", "--cluster-config-file",
                       str(tmp_path / f"nodes-{port}.conf"), "--dir", str(tmp_path))
-        for port in (_cluster_port() for _ in range(3))
+        for port in (cluster_port() for _ in range(3))
     ]  # fmt: skip
     subprocess.run(
         [str(find_redis_binary("redis-cli")), "--cluster", "create",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import socket
 import subprocess
 import time
 
@@ -13,25 +11,11 @@ import redis
 
 from feature_store import keys
 from feature_store.config import RedisSettings
-from feature_store.local_redis import find_redis_binary
+from feature_store.local_redis import cluster_port, find_redis_binary
 from feature_store.materialize import materialize
 from feature_store.resilient import build_feature_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # cluster creation takes 3-8 s
-
-
-def _cluster_port() -> int:
-    """A free port P <= 55535 whose cluster bus port P + 10000 is free too."""
-    for _ in range(100):
-        port = random.randint(20000, 45000)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10000))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port pair for a cluster node")
 
 
 def test_materialize_and_read_on_a_three_node_cluster(
@@ -39,7 +23,7 @@ def test_materialize_and_read_on_a_three_node_cluster(
 ) -> None:
     nodes = []
     for _ in range(3):
-        port = _cluster_port()
+        port = cluster_port()
         conf = tmp_path / f"nodes-{port}.conf"
         nodes.append(private_redis(port, "--cluster-enabled", "yes", "--cluster-config-file",
                                    str(conf), "--dir", str(tmp_path)))  # fmt: skip
