@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,12 @@ import pytest
 
 from services.tooling.helm import PRODUCTION_VALUES, find_helm, render
 
+from .promql import exported_series
+
 CHART = Path(__file__).resolve().parents[3] / "k8s"
+# The Grafana dashboard the chart ships, and the key of the ConfigMap that carries it.
+DASHBOARD_FILE = "files/grafana/recsys-overview.json"
+DASHBOARD_KEY = "recsys-overview.json"
 
 Objects = list[dict[str, Any]]
 
@@ -62,3 +68,42 @@ def embedded_objects(
     """The chart rendered with stages=embedded, on each of the two value sets."""
     values_files = (CHART / PRODUCTION_VALUES,) if request.param == "production" else ()
     return render_chart(values_files, stages="embedded")
+
+
+@pytest.fixture(scope="session")
+def exported() -> dict[str, set[str]]:
+    """Every series name the services export -> its label names (imports the services)."""
+    return exported_series()
+
+
+Dashboards = list[tuple[dict[str, Any], dict[str, Any]]]
+
+
+@pytest.fixture(scope="session")
+def dashboards_in() -> Callable[[Objects], Dashboards]:
+    """dashboards_in(objects): each ConfigMap that carries the Grafana dashboard, with the
+    dashboard parsed."""
+
+    def _find(objects: Objects) -> Dashboards:
+        return [
+            (o, json.loads(o["data"][DASHBOARD_KEY])) for o in objects
+            if o["kind"] == "ConfigMap" and DASHBOARD_KEY in o.get("data", {})
+        ]  # fmt: skip
+
+    return _find
+
+
+@pytest.fixture(scope="session")
+def dashboard(
+    production_objects: Objects, dashboards_in: Callable[[Objects], Dashboards]
+) -> dict[str, Any]:
+    """The Grafana dashboard as the production rendering ships it (on there), parsed."""
+    ((_, parsed),) = dashboards_in(production_objects)
+    return parsed
+
+
+@pytest.fixture(scope="session")
+def dashboard_file() -> dict[str, Any]:
+    """The chart's dashboard file (k8s/files/grafana/recsys-overview.json), parsed."""
+    parsed: dict[str, Any] = json.loads((CHART / DASHBOARD_FILE).read_text())
+    return parsed

@@ -482,7 +482,7 @@ def test_helm_check_passes(chart_dir: Path, helm: Path) -> None:
     assert kinds["kserve-embedded"]["InferenceService"] == 1
     result = CliRunner().invoke(app, ["helm", "check", "--chart", str(chart_dir)])
     assert result.exit_code == 0, result.output
-    assert "production: 25 objects valid" in result.output
+    assert "production: 26 objects valid" in result.output  # the Grafana dashboard's ConfigMap
     for name in kinds:
         assert f"{name}: " in result.output
 
