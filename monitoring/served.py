@@ -57,6 +57,7 @@ class ServedFeatureMonitor:
         self._job_log = Path(settings.report_dir) / "drift-job.log"
         self._exported_report = 0.0
         self._stop = threading.Event()
+        self._exported_seen = -1
         exporter = threading.Thread(target=self._export_loop, name="drift-export", daemon=True)
         exporter.start()
 
@@ -146,9 +147,14 @@ class ServedFeatureMonitor:
             self._exported_report = written
 
     def _export_loop(self) -> None:
+        # The gauges carry no per-monitor label: a monitor that saw no request since its last
+        # export leaves them to the one that did (one per process in service; tests build more).
         while not self._stop.wait(self.settings.export_every_s):
+            seen = self.monitor.requests_seen
             try:
-                metrics.export_monitor(self.monitor.status())
+                if seen != self._exported_seen:
+                    metrics.export_monitor(self.monitor.status())
+                    self._exported_seen = seen
                 self._export_report()
             except (OSError, ValueError) as exc:  # a half-written summary: next tick
                 logger.warning("drift gauges not exported: %s", exc)
