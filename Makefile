@@ -24,7 +24,8 @@ $(BIN)/recsys: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-setup: $(BIN)/recsys ## Create the venv and install the project with dev tools
+setup: $(BIN)/recsys ## Create the venv and install the project with dev tools (and Chromium, as root)
+	@$(BIN)/recsys browser install --quiet
 
 lint: setup ## Run ruff (lint + format check)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -20,6 +20,7 @@ from data.errors import RecsysError
 from services.settings import get_settings
 from services.tooling import cli_bench_serving  # noqa: F401  (registers bench auth, drift-job)
 from services.tooling.cli_bench import bench_app, drift_app, helm_app, load
+from services.tooling.cli_browser import browser_app
 from services.tooling.cli_common import (
     DataDirOption,
     console,
@@ -44,6 +45,7 @@ app.add_typer(helm_app, name="helm")
 app.add_typer(events_app, name="events")
 app.add_typer(keys_app, name="keys")
 app.add_typer(redis_app, name="redis")
+app.add_typer(browser_app, name="browser")
 
 
 @app.callback()

@@ -1,7 +1,8 @@
 """Fixtures of the serving tests: small models trained into the session's BentoML store.
 
 `trained_models` runs the real training pipeline (`models.train.train_all`) on a synthetic
-ML-1M-format dataset written to disk, so the served service loads real artifacts.
+ML-1M-format dataset written to disk, so the served service loads real artifacts. `chromium`
+drives Debian's headless Chromium for the page's tests.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -18,6 +20,9 @@ from starlette.testclient import TestClient
 from data.split_files import SplitFiles, write_split
 from data.synth import generate, write_movielens
 from models.train import TrainReport, train_all
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 SMALL = {"users": 300, "items": 250, "ratings": 12_000}
 
@@ -163,3 +168,37 @@ def ml100k_split_models(ml100k_split: SplitFiles) -> TrainReport:
     """Models trained by `recsys train`'s code on the split's train/ only (quick settings), so
     the held-out ratings are new to the service (`recsys replay`'s setting)."""
     return train_all(ml100k_split.train_dir, seed=0, quick=True, progress=False)
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    """Headless Chromium driven by Selenium through Debian's chromedriver, 1280x900.
+
+    The driver's path is given, so Selenium Manager never runs (nothing is downloaded). The
+    browser log (`goog:loggingPrefs`) keeps every console message: `driver.get_log("browser")`.
+    Skipped, with a one-line reason, only where the binaries are absent.
+    """
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from services.tooling.browser import CHROMEDRIVER, CHROMIUM, missing
+
+    if absent := missing():
+        pytest.skip(f"{', '.join(map(str, absent))} absent (`make setup` as root installs them)")
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--no-first-run", "--disable-extensions", "--disable-background-networking",
+                 "--disable-sync", "--disable-component-update", "--lang=en-US",
+                 "--window-size=1280,900", f"--user-data-dir={profile}"):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(profile / "driver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
