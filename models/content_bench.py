@@ -76,6 +76,8 @@ class ContentBench:
 
 def user_contexts(known: pd.DataFrame, item_ids: np.ndarray) -> dict[int, UserContext]:
     """Each user's rated rows of `known`, oldest first, and their sorted seen rows."""
+    if known.empty:
+        return {}
     ordered = known.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
     rows = np.searchsorted(item_ids, ordered["item_id"].to_numpy(np.int64))
     users = ordered["user_id"].to_numpy(np.int64)
@@ -139,10 +141,13 @@ def tune(
     `BASE_HISTORY` and `BASE_NEIGHBOURS`), then history x neighbour count on the best table.
 
     Returns:
-        The best parameters and their validation recall.
+        The best parameters and their validation recall; ``{}`` and 0 pairs when validation
+        holds no rating of a movie with few ratings (nothing to tune on: keep the defaults).
     """
     counts = item_counts(fit, item_ids)
     pairs = cold_pairs(valid, counts, item_ids, FEW_RATINGS)
+    if pairs.empty:
+        return {}, ColdRecall(float("nan"), 0)
     contexts = user_contexts(fit[fit["user_id"].isin(pairs["user_id"])], item_ids)
 
     def score(weights: BlockWeights, threshold: int, n: int, history: int) -> float:

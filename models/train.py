@@ -70,12 +70,33 @@ DEPLOY_LABELS = {"purpose": "deploy"}  # what `recsys train` stores; the backtes
 
 @dataclass
 class TrainReport:
-    """What `train_all` produced: stored tags, metrics per model and seconds per step."""
+    """What `train_all` produced: stored tags, metrics per model, seconds and memory per step."""
 
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    """The process's peak resident memory when each step ended (it only grows)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: what `recsys train --report FILE.json` writes."""
+        return {
+            "tags": self.tags,
+            "validation": self.metrics,
+            "seconds": self.seconds,
+            "total_seconds": round(sum(self.seconds.values()), 2),
+            "peak_rss_mb": self.peak_rss_mb,
+            "max_peak_rss_mb": max(self.peak_rss_mb.values(), default=peak_rss_mb()),
+            "info": self.info,
+        }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 class _Timer:
@@ -87,6 +108,7 @@ class _Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.report.seconds[self.name] = round(time.perf_counter() - self.start, 2)
+        self.report.peak_rss_mb[self.name] = peak_rss_mb()
 
 
 def prepare(data_dir: str | Path) -> tuple[Dataset, Split]:

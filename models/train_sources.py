@@ -69,7 +69,10 @@ def tune_sources(dataset: Dataset, windows: Windows, quick: bool = False) -> Sou
     params.item_knn, params.validation["item_knn"] = tune_item_neighbours(
         windows.fit, windows.valid, item_ids
     )
-    params.content, recall = tune_content(dataset.items, windows.fit, windows.valid, item_ids)
+    tuned, recall = tune_content(dataset.items, windows.fit, windows.valid, item_ids)
+    if not tuned:
+        logger.warning("no cold movie in validation: the content source keeps its defaults")
+    params.content = tuned or dict(QUICK_CONTENT)
     params.validation["content"] = {"cold_recall@100": recall.recall, "pairs": recall.pairs}
     logger.info("candidate sources tuned: %s", params)
     return params

@@ -68,6 +68,10 @@ def train(
         str | None,
         typer.Option(help="Merge served events: an event log directory or a redis:// URL."),
     ] = None,
+    report_file: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write what training prints as JSON to this file."),
+    ] = None,
 ) -> None:
     """Train the deployable models on all the data and store them (the backtest: `evaluate`)."""
     from feature_store.event_sources import load_events
@@ -89,6 +93,11 @@ def train(
         raise fail(exc) from exc
     console.print({"validation": report.metrics, "tags": report.tags, **report.info})
     console.print(f"seconds: {report.seconds}; total {sum(report.seconds.values()):.1f}")
+    console.print(f"peak resident memory (MiB) after each step: {report.peak_rss_mb}")
+    if report_file is not None:
+        report_file.parent.mkdir(parents=True, exist_ok=True)
+        report_file.write_text(json.dumps(report.to_dict(), indent=2))
+        console.print(f"wrote {report_file}")
 
 
 @app.command()
