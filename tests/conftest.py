@@ -120,6 +120,10 @@ def served_client(
             "RECSYS_EVENTS__DIR": str(logs / "events"),  # each served service its own event log
             **pinned_artifacts_env(tags),
             **(env or {}),
+            # ... and its own inference log and drift reports: a drift check one server starts
+            # must not leave a report in the in-process service's folders
+            "RECSYS_DRIFT__LOG_DIR": str(logs / "drift-log"),
+            "RECSYS_DRIFT__REPORT_DIR": str(logs / "drift-reports"),
         }
         with (
             serve(import_path, extra_env=extra_env, log_dir=logs) as served,

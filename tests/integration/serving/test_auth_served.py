@@ -113,6 +113,8 @@ def served(
         "RECSYS_STAGES": placement,
         "RECSYS_WORKERS": "2" if placement == "embedded" else "1",
         "RECSYS_EVENTS__DIR": str(logs / "events"),
+        "RECSYS_DRIFT__LOG_DIR": str(logs / "drift-log"),  # its drift check: its own folders
+        "RECSYS_DRIFT__REPORT_DIR": str(logs / "drift-reports"),
         "FEATURE_STORE_MODE": "redis",
         "REDIS_URL": redis_with_password.url,
         "REDIS_PASSWORD": REDIS_PASSWORD,
