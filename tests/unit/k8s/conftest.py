@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,25 @@ def dashboard_file() -> dict[str, Any]:
     """The chart's dashboard file (k8s/files/grafana/recsys-overview.json), parsed."""
     parsed: dict[str, Any] = json.loads((CHART / DASHBOARD_FILE).read_text())
     return parsed
+
+
+STUB_CONFIGMAP = (
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-redis-stub\n"
+)
+
+
+@pytest.fixture
+def chart_with_stub_redis(chart_dir: Path, tmp_path: Path) -> Callable[[str], Path]:
+    """A copy of the chart with a local stand-in for the Bitnami Redis chart (as `helm
+    dependency build` would vendor it): a ConfigMap `<release>-redis-stub`, plus `data`."""
+
+    def make(data: str = "") -> Path:
+        chart = tmp_path / "k8s"
+        shutil.copytree(chart_dir, chart)
+        redis = chart / "charts" / "redis"
+        (redis / "templates").mkdir(parents=True)
+        (redis / "Chart.yaml").write_text("apiVersion: v2\nname: redis\nversion: 20.0.0\n")
+        (redis / "templates" / "cm.yaml").write_text(STUB_CONFIGMAP + data)
+        return chart
+
+    return make

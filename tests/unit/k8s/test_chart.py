@@ -532,16 +532,11 @@ def test_helm_is_extracted_from_the_pypi_package(
     assert version.stdout.startswith("v")
 
 
-def test_vendored_subchart_is_rendered(chart_dir: Path, tmp_path: Path, helm: Path) -> None:
+def test_vendored_subchart_is_rendered(
+    chart_with_stub_redis: Callable[[str], Path], helm: Path
+) -> None:
     # stands in for `helm dependency build`: a local chart named like the declared dependency
-    chart = tmp_path / "k8s"
-    shutil.copytree(chart_dir, chart)
-    redis = chart / "charts" / "redis"
-    (redis / "templates").mkdir(parents=True)
-    (redis / "Chart.yaml").write_text("apiVersion: v2\nname: redis\nversion: 20.0.0\n")
-    (redis / "templates" / "cm.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-redis-stub\n"
-    )
+    chart = chart_with_stub_redis("")
     with_redis = render(chart, (), {}, helm=helm)
     assert one(with_redis, "ConfigMap", "recsys-redis-stub")
     without = render(chart, (), {"redis.enabled": False, "featureStore.mode": "parquet"}, helm=helm)

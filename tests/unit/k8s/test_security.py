@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -264,16 +263,10 @@ def test_secrets_never_leak_outside_secret_objects(
 
 
 def test_bundled_redis_reads_the_users_secret_this_chart_renders(
-    chart_dir: Path, tmp_path: Path, helm: Path
+    chart_with_stub_redis: Callable[[str], Path], helm: Path
 ) -> None:
     # a stand-in for the Bitnami chart: it resolves the same values with tpl in its own context
-    chart = tmp_path / "k8s"
-    shutil.copytree(chart_dir, chart)
-    redis = chart / "charts" / "redis"
-    (redis / "templates").mkdir(parents=True)
-    (redis / "Chart.yaml").write_text("apiVersion: v2\nname: redis\nversion: 20.0.0\n")
-    (redis / "templates" / "cm.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-redis-stub\n"
+    chart = chart_with_stub_redis(
         "data:\n"
         "  secret: {{ tpl .Values.auth.existingSecret . | quote }}\n"
         "  key: {{ .Values.auth.existingSecretPasswordKey | quote }}\n"
