@@ -317,12 +317,6 @@ def gate() -> AuthGate:
     return _GATE
 
 
-def reset_gate() -> None:
-    """Forget the process's gate (tests that change the settings in process)."""
-    global _GATE
-    _GATE = None
-
-
 class ApiKeyAuth:
     """ASGI middleware: 401 / 403 / 429 before a protected route runs (see module docstring)."""
 
@@ -330,7 +324,8 @@ class ApiKeyAuth:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        keyring = gate().keyring
+        current = gate()
+        keyring = current.keyring
         if scope["type"] != "http" or keyring is None:
             await self.app(scope, receive, send)
             return
@@ -357,7 +352,7 @@ class ApiKeyAuth:
         for bucket in (needed, ROUTE_BUCKETS.get(route)):
             if bucket is None:
                 continue
-            wait_s = await gate().limiter.take(owner, bucket)
+            wait_s = await current.limiter.take(owner, bucket)
             if wait_s > 0:
                 retry = str(max(1, math.ceil(wait_s)))
                 await self._refuse(scope, receive, send, 429, f"rate limit of {bucket!r} "
