@@ -98,6 +98,17 @@ def evaluate_recommender(
     `BatchRecommender`.
     """
     users, relevant = heldout_lists(heldout)
+    return evaluate_lists(model, users, relevant, n_catalog, batch_size)
+
+
+def evaluate_lists(
+    model: BatchRecommender,
+    users: np.ndarray,
+    relevant: list[np.ndarray],
+    n_catalog: int,
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """`evaluate_recommender` on held-out lists already grouped (`heldout_lists`)."""
     ranked = [
         model.recommend(users[start : start + batch_size], EVAL_DEPTH)[0]
         for start in range(0, len(users), batch_size)

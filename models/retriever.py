@@ -12,6 +12,7 @@ ratings, the events included; a user unknown to the snapshot who has events is a
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -133,29 +134,51 @@ class Retriever:
         ptr = np.searchsorted(owner, np.arange(len(users) + 1))
         rank_from_end = ptr[owner + 1] - 1 - np.arange(len(owner))
         recent = rank_from_end < n
-        recent_ptr = np.searchsorted(owner[recent], np.arange(len(users) + 1))
-        pooled = self.tower.pooled_history(item_rows[recent] + 1, recent_ptr)
+        self._recent_rows = item_rows[recent] + 1
+        self._recent_ptr = np.searchsorted(owner[recent], np.arange(len(users) + 1))
         # Each user's last CONTEXT_ROWS ratings, oldest first, with their timestamps (CSR): what
         # the other candidate sources read, and what events are merged with.
         context = rank_from_end < max(n, CONTEXT_ROWS)
         self._context_rows = item_rows[context]
         self._context_ts = hist["timestamp"].to_numpy(np.int64)[context]
         self._context_ptr = np.searchsorted(owner[context], np.arange(len(users) + 1))
-        self._popular_query = self._popular(item_rows)
+        self._history_counts = np.bincount(item_rows, minlength=len(parts.item_ids))
         user_pos, trained = _sorted_lookup(parts.user_ids, users)
-        user_index = np.where(trained, user_pos + 1, 0)
-        demo = self._stored_demographics(users)
+        self._user_index = np.where(trained, user_pos + 1, 0)
+        self._demo = self._stored_demographics(users)
         self._users = users
-        self._queries = self.tower.query(user_index, demo, pooled)  # (Uq, D)
+        self._compute_queries()
         logger.debug("retriever history: %d users, %d ratings", len(users), len(hist))
 
-    def _popular(self, history_rows: np.ndarray) -> np.ndarray:
+    def _compute_queries(self) -> None:
+        """The weights' side of the history: pooled queries of known users, the cold query."""
+        pooled = self.tower.pooled_history(self._recent_rows, self._recent_ptr)
+        self._popular_query = self._popular(self._history_counts)
+        self._queries = self.tower.query(self._user_index, self._demo, pooled)  # (Uq, D)
+
+    def reweighted(self, parts: RetrieverParts) -> Retriever:
+        """Other weights of the same model shape serving the same histories.
+
+        Cheaper than a new `Retriever` on the same history: the tables built from the history
+        (seen items, recent items, demographics) are shared and only the queries are computed
+        again. Training's per-epoch validation uses it.
+        """
+        if len(parts.item_ids) != len(self.parts.item_ids) or not np.array_equal(
+            parts.user_ids, self.parts.user_ids
+        ):
+            raise ValueError("reweighted() needs the same catalog and users; use with_history()")
+        other = copy.copy(self)
+        other.parts, other.tower = parts, parts.user_tower
+        other._compute_queries()
+        return other
+
+    def _popular(self, history_counts: np.ndarray) -> np.ndarray:
         """(1, D) cold-start query: the mean of the items most rated in the served history.
 
         The served history (not the training window) decides, so the fallback knows the latest
         ratings; with no history at all, the training counts stored with the model do.
         """
-        counts = np.bincount(history_rows, minlength=len(self.parts.item_ids)).astype(np.float32)
+        counts = history_counts.astype(np.float32)
         if not counts.any():
             counts = self.parts.popularity
         top = np.argsort(-counts, kind="stable")[:POPULAR_QUERY_ITEMS]

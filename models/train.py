@@ -39,6 +39,7 @@ from feature_store.event_sources import merge_events
 from feature_store.memory_store import MemoryFeatureStore
 from models import artifacts
 from models.baselines import EASERecommender, PopularRecommender, tune_ease
+from models.distributed import current_rank
 from models.evaluation import (
     BatchRecommender,
     evaluate_recommender,
@@ -148,6 +149,7 @@ def apply_recipe(
     quick: bool = False,
     progress: bool = True,
     retrieval: RetrievalSettings | None = None,
+    device: str = "auto",
 ) -> Recipe:
     """Train the requested stages at the cut that `windows` describe.
 
@@ -160,9 +162,11 @@ def apply_recipe(
         quick: small models and few epochs (tests and smoke runs), not for real use.
         progress: show progress bars.
         retrieval: the candidate sources in force and the fused cap (default settings).
+        device: where the two-tower model trains (`RECSYS_DEVICE`: auto, cpu or cuda).
 
     Returns:
-        The trained stages serving `windows.known`, with their validation metrics.
+        The trained stages serving `windows.known`, with their validation metrics. Under
+        torchrun, ranks other than 0 return after the two-tower training (no retriever).
     """
     from models.candidates import CandidateGenerator
     from models.config import RetrievalSettings
@@ -185,8 +189,10 @@ def apply_recipe(
         with _Timer(report, "retrieval"):
             config = TwoTowerConfig(**(QUICK_TOWER_OVERRIDES if quick else {}))
             retriever, recipe.validation["retrieval"] = train_retriever(
-                recipe.snapshot_fit, windows, config, seed, progress=progress
+                recipe.snapshot_fit, windows, config, seed, progress=progress, device=device
             )
+        if retriever is None:  # another rank of a distributed job: rank 0 goes on
+            return recipe
     if "ranking" in stages and retriever is None:
         retriever = artifacts.load_two_tower("two-tower:latest", windows.fit)
     if retriever is None:
@@ -241,6 +247,7 @@ def train_all(
     quick: bool = False,
     progress: bool = True,
     events: list[RatingEvent] | None = None,
+    device: str = "auto",
 ) -> TrainReport:
     """Train for deployment on all of `data_dir` and store every artifact (`recsys train`).
 
@@ -256,9 +263,14 @@ def train_all(
         progress: show progress bars.
         events: ratings the service received since (`recsys train --events`), merged into the
             data: deduplicated by user, item and timestamp (see `merge_events`).
+        device: where the two-tower model trains (`RECSYS_DEVICE`: auto, cpu or cuda).
+
+    Under torchrun (`recsys train --nproc N`, `models.distributed`) every process runs this;
+    the two-tower model trains data-parallel and rank 0 alone trains the rest and stores.
 
     Returns:
-        The stored tags, validation metrics of every model, and timings.
+        The stored tags, validation metrics of every model, and timings (rank 0's; the other
+        ranks' reports hold their retrieval step only).
     """
     report = TrainReport()
     with _Timer(report, "load"):
@@ -271,7 +283,10 @@ def train_all(
     report.info.update(
         dataset=dataset.format.value, fingerprint=fingerprint, **_window_info(windows)
     )
-    recipe = apply_recipe(dataset, windows, report, seed, stages, quick, progress)
+    recipe = apply_recipe(dataset, windows, report, seed, stages, quick, progress, device=device)
+    if not current_rank().main:
+        report.metrics["retrieval (validation)"] = recipe.validation.get("retrieval", {})
+        return report
     labels = {**DEPLOY_LABELS, "dataset": dataset.format.value}
     report.tags["feature-snapshot"] = artifacts.save_snapshot(recipe.snapshot, labels=labels)
 

@@ -111,19 +111,30 @@ class TwoTowerModel(nn.Module):
         """The softmax temperature, kept within [0.01, 1]."""
         return self.log_temperature.exp().clamp(0.01, 1.0)
 
+    def forward(
+        self, user: tuple[torch.Tensor, ...], items: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
+        """(B, C) logits of B queries against C candidate items, divided by the temperature.
+
+        Args:
+            user: the user tower's inputs (user, demo, history).
+            items: the item tower's inputs (ids, genres, year, pop).
+
+        Training calls the model (not the towers) so DistributedDataParallel sees the step.
+        """
+        queries = self.user_tower(*user)  # (B, D)
+        embeddings = self.item_tower(*items)  # (C, D)
+        return queries @ embeddings.T / self.temperature()
+
     @torch.no_grad()
     def item_embeddings(self, inputs: ItemInputs, batch: int = 65_536) -> np.ndarray:
         """(I, D) float32 unit-norm embeddings of every catalog item."""
+        device = self.log_temperature.device
+        arrays = (inputs.id_index, inputs.genres, inputs.year_bucket, inputs.pop_bucket)
         out = []
         for s in range(0, len(inputs.id_index), batch):
-            out.append(
-                self.item_tower(
-                    torch.from_numpy(inputs.id_index[s : s + batch]),
-                    torch.from_numpy(inputs.genres[s : s + batch]),
-                    torch.from_numpy(inputs.year_bucket[s : s + batch]),
-                    torch.from_numpy(inputs.pop_bucket[s : s + batch]),
-                ).numpy()
-            )
+            tensors = (torch.from_numpy(a[s : s + batch]).to(device) for a in arrays)
+            out.append(self.item_tower(*tensors).cpu().numpy())
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
 

@@ -66,6 +66,8 @@ class TwoTowerConfig:
     """Subtract the log of each candidate's sampling probability from its logit."""
     lr: float = 2e-3
     """Adam learning rate."""
+    lr_decay: bool = False
+    """Decay the learning rate linearly to zero over `epochs` epochs."""
     weight_decay: float = 1e-5
     """AdamW weight decay."""
     temperature: float = 0.05

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     """Where `recsys data download` fetches ``<name>.zip`` and ``<name>.zip.md5`` from."""
     seed: int = 42
     """Seed for every random choice in training."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the two-tower model trains (``RECSYS_DEVICE``): `auto` takes CUDA when torch sees
+    a GPU, else the CPU; `cuda` fails when there is none."""
     request_timeout_s: float = 2.0
     """BentoML traffic timeout of each service. Short on purpose: BentoML 1.4 keeps a timer per
     request alive this long, and many live timers stretch GC pauses into the p99 (DESIGN.md)."""

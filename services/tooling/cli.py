@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -72,12 +73,34 @@ def train(
         Path | None,
         typer.Option("--report", help="Also write what training prints as JSON to this file."),
     ] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Train the two-tower model in this many data-parallel processes (torchrun).",
+        ),
+    ] = 1,
 ) -> None:
-    """Train the deployable models on all the data and store them (the backtest: `evaluate`)."""
+    """Train the deployable models on all the data and store them (the backtest: `evaluate`).
+
+    Under torchrun (`--nproc N` here, or torchrun on several nodes running `recsys train`) the
+    two-tower model trains data-parallel; rank 0 trains the rest and stores every model.
+    """
     from feature_store.event_sources import load_events
+    from models.distributed import current_rank, resolve_device, torchrun_command
     from models.train import models_exist, train_all
 
     settings = get_settings()
+    try:
+        resolve_device(settings.device)  # a wrong RECSYS_DEVICE fails before any work
+    except RecsysError as exc:
+        raise fail(exc) from exc
+    if nproc > 1 and not current_rank().distributed:
+        command = torchrun_command(nproc, _without_option(sys.argv[1:], "--nproc"))
+        console.print("running: " + " ".join(command))
+        raise typer.Exit(subprocess.run(command, check=False).returncode)
+    if not current_rank().main:
+        report_file = None  # rank 0 writes the report
     tags = settings.artifacts
     wanted = (tags.two_tower_tag, tags.ranker_tag, tags.snapshot_tag, tags.drift_reference_tag,
               tags.item_knn_tag, tags.content_tag, tags.popularity_tag)  # fmt: skip
@@ -88,7 +111,7 @@ def train(
     try:
         given = None if events is None else load_events(events, settings.redis)
         report = train_all(resolve_data_dir(settings, data_dir), settings.seed, stages,
-                           events=given)  # fmt: skip
+                           events=given, device=settings.device)  # fmt: skip
     except RecsysError as exc:
         raise fail(exc) from exc
     console.print({"validation": report.metrics, "tags": report.tags, **report.info})
@@ -98,6 +121,20 @@ def train(
         report_file.parent.mkdir(parents=True, exist_ok=True)
         report_file.write_text(json.dumps(report.to_dict(), indent=2))
         console.print(f"wrote {report_file}")
+
+
+def _without_option(args: list[str], name: str) -> list[str]:
+    """`args` without ``name VALUE`` or ``name=VALUE``."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
 
 
 @app.command()
