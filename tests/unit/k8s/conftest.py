@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from services.tooling.helm import PRODUCTION_VALUES, find_helm, render
+from services.tooling.helm import PRODUCTION_VALUES, VARIANTS, find_helm, render
 
 from .promql import exported_series
 
@@ -69,6 +74,49 @@ def embedded_objects(
     """The chart rendered with stages=embedded, on each of the two value sets."""
     values_files = (CHART / PRODUCTION_VALUES,) if request.param == "production" else ()
     return render_chart(values_files, stages="embedded")
+
+
+@pytest.fixture(scope="session")
+def chart_values() -> dict[str, Any]:
+    """The chart's values.yaml, parsed."""
+    values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
+    return values
+
+
+@pytest.fixture(scope="session")
+def check_variant(render_chart: Callable[..., Objects]) -> Callable[[str], Objects]:
+    """check_variant(name): the chart rendered as `recsys helm check` renders that variant."""
+
+    @cache
+    def _render(name: str) -> Objects:
+        with_production, sets = VARIANTS[name]
+        return render_chart((CHART / PRODUCTION_VALUES,) if with_production else (), **sets)
+
+    return _render
+
+
+@pytest.fixture(scope="session", params=[name for name in VARIANTS if "training" in name])
+def training_variant(request: pytest.FixtureRequest) -> str:
+    """Each training variant of `recsys helm check` (volume store, S3 store, GPUs)."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def model_store(tmp_path: Path) -> Path:
+    """A BentoML model store (BENTOML_HOME) holding two small models, made by BentoML itself in
+    a process of its own, and a training report beside them, as `recsys train` leaves it."""
+    home = tmp_path / "bentoml"
+    script = (
+        "import bentoml\n"
+        "for name in ('two-tower', 'ranker'):\n"
+        "    with bentoml.models.create(name) as model:\n"
+        "        open(model.path + '/weights.bin', 'wb').write(b'0')\n"
+    )
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    (home / "train-report.json").write_text(json.dumps({"tags": {"two-tower": "stored"}}))
+    return home
 
 
 @pytest.fixture(scope="session")

@@ -476,10 +476,20 @@ def test_helm_check_passes(chart_dir: Path, helm: Path) -> None:
     kinds = {r.name: r.kinds for r in report.renderings}
     assert list(kinds) == [
         "default", "production", "kserve", "embedded", "production-embedded", "kserve-embedded",
+        "training", "training-s3", "production-training-gpu",
     ]  # fmt: skip
     assert kinds["kserve"]["InferenceService"] == 3
     assert kinds["embedded"]["Deployment"] == kinds["production-embedded"]["Deployment"] == 1
     assert kinds["kserve-embedded"]["InferenceService"] == 1
+    # the training Job beside the materialization Job, with its headless Service and policy;
+    # its model store claim only with the volume store (no existingClaim)
+    for name in ("training", "training-s3", "production-training-gpu"):
+        assert kinds[name]["Job"] == 2, name
+        assert kinds[name]["Service"] == kinds["default"]["Service"] + 1, name
+        assert kinds[name]["NetworkPolicy"] == kinds["default"]["NetworkPolicy"] + 1, name
+    claims = kinds["default"]["PersistentVolumeClaim"]
+    assert kinds["training"]["PersistentVolumeClaim"] == claims + 1
+    assert kinds["training-s3"]["PersistentVolumeClaim"] == claims
     result = CliRunner().invoke(app, ["helm", "check", "--chart", str(chart_dir)])
     assert result.exit_code == 0, result.output
     assert "production: 26 objects valid" in result.output  # the Grafana dashboard's ConfigMap

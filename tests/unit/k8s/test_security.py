@@ -15,18 +15,14 @@ import yaml
 from feature_store.acl import ROLES, acl_rules, password_sha256
 from services.auth import hash_key, parse_keys
 from services.settings import Settings
+from services.tooling.helm import VARIANTS as CHECK_VARIANTS
 from services.tooling.helm import HelmCheckError, render
 
 Objects = list[dict[str, Any]]
 SCOPES = ("recommend", "events", "admin")
 KEYS_FILE = "/etc/recsys/api-keys/keys"
 # the variants of `recsys helm check` without values-production.yaml (which brings its own Secret)
-VARIANTS = {
-    "default": {},
-    "kserve": {"kserve.enabled": True},
-    "embedded": {"stages": "embedded"},
-    "kserve-embedded": {"kserve.enabled": True, "stages": "embedded"},
-}
+VARIANTS = {name: sets for name, (production, sets) in CHECK_VARIANTS.items() if not production}
 
 
 def find(objects: Objects, kind: str, name: str | None = None) -> list[dict[str, Any]]:
