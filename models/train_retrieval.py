@@ -156,9 +156,16 @@ def _parts(
 class _Validation:
     """Validation Recall@100 of the current weights, with the history tables built once."""
 
-    def __init__(self, fit: pd.DataFrame, valid: pd.DataFrame, n_items: int) -> None:
+    def __init__(
+        self, fit: pd.DataFrame, valid: pd.DataFrame, n_items: int, max_users: int, seed: int
+    ) -> None:
         self.fit, self.n_items = fit, n_items
         self.users, self.relevant = heldout_lists(valid)
+        if len(self.users) > max_users:
+            rng = np.random.default_rng([seed, 1])
+            keep = np.sort(rng.choice(len(self.users), max_users, replace=False))
+            self.users = self.users[keep]
+            self.relevant = [self.relevant[i] for i in keep]
         self.retriever: Retriever | None = None
 
     def recall(self, parts: RetrieverParts) -> float:
@@ -241,7 +248,11 @@ def train_retriever(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: max(1.0 - step / total_steps, 0.0) if config.lr_decay else 1.0
     )
-    validation = _Validation(fit, windows.valid, len(item_ids)) if rank.main else None
+    validation = None
+    if rank.main:
+        validation = _Validation(
+            fit, windows.valid, len(item_ids), config.max_validation_users, seed
+        )
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))
     bar = tqdm(range(config.epochs), desc="two-tower", unit="epoch",
                disable=not (progress and rank.main))  # fmt: skip
@@ -290,6 +301,7 @@ def train_retriever(
     parts = _parts(model, config, item_ids, inputs, counts, user_ids, snapshot, index)
     metrics |= {
         "valid_recall@100": best[0],
+        "valid_users": float(len(validation.users)) if validation is not None else 0.0,
         "train_seconds": train_seconds,
         "temperature": float(model.temperature().detach()),
         "index_recall@100": index.info.recall_at_100,

@@ -123,6 +123,27 @@ def train(
         console.print(f"wrote {report_file}")
 
 
+@app.command("training-table")
+def training_table(
+    reports: Annotated[list[Path], typer.Argument(help="`recsys train --report` files.")],
+    readme: Annotated[
+        Path | None, typer.Option(help="Replace the table between this file's markers.")
+    ] = None,
+) -> None:
+    """README's training table (time, memory, validation recall) from training reports."""
+    from services.tooling.training_table import replace_block, table
+
+    text = table(reports)
+    if readme is None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        return
+    try:
+        readme.write_text(replace_block(readme.read_text(), text))
+    except ValueError as exc:
+        raise fail(RecsysError(f"{readme}: {exc}")) from exc
+    console.print(f"wrote the table of {len(reports)} reports into {readme}")
+
+
 def _without_option(args: list[str], name: str) -> list[str]:
     """`args` without ``name VALUE`` or ``name=VALUE``."""
     out: list[str] = []
