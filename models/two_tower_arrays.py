@@ -54,26 +54,35 @@ class TwoTowerConfig:
     """Probability of zeroing each demographic code in training (unknown is then learned)."""
     target_window: int = 10
     """Targets are drawn up to this many positions after the end of the pooled history."""
-    epochs: int = 30
-    """Upper bound on epochs (early stopping usually ends training sooner)."""
+    epochs: int = 10
+    """Epochs of `max_examples_per_epoch` examples; the learning rate decays to zero over them.
+
+    Measured on the ML-1M-sized synthetic set (seed 42, validation Recall@100): the earlier
+    recipe (256 per batch, 1,024 uniform negatives, constant lr 2e-3, epochs of 300k examples,
+    early stopping) peaked at 0.4746 after 3M examples and stopped after 3.9M; this one reaches
+    0.4735 after 1.5M examples, each step a third cheaper. ML-100K: 0.5926 vs 0.5867.
+    """
     patience: int = 3
     """Epochs without a better validation Recall@100 before stopping."""
-    batch_size: int = 256
-    """Training examples per step (and in-batch negatives)."""
-    uniform_negatives: int = 1024
-    """Uniformly sampled extra negatives per step; >= catalog size means the full catalog."""
+    batch_size: int = 512
+    """Training examples per step (and in-batch negatives), over all processes together."""
+    uniform_negatives: int = 512
+    """Uniformly sampled extra negatives per step; >= catalog size means the full catalog.
+
+    The logits (batch x (batch + these)) are most of a step's cost."""
     logq: bool = True
     """Subtract the log of each candidate's sampling probability from its logit."""
-    lr: float = 2e-3
-    """Adam learning rate."""
-    lr_decay: bool = False
+    lr: float = 4e-3
+    """AdamW learning rate at the start."""
+    lr_decay: bool = True
     """Decay the learning rate linearly to zero over `epochs` epochs."""
     weight_decay: float = 1e-5
     """AdamW weight decay."""
     temperature: float = 0.05
     """Initial softmax temperature (learned)."""
-    max_examples_per_epoch: int = 300_000
-    """Cap on training examples drawn per epoch (keeps big datasets within minutes)."""
+    max_examples_per_epoch: int = 150_000
+    """Cap on training examples drawn per epoch: with `epochs` it bounds the training time
+    whatever the data's size (1.5M examples), and validation runs every this many."""
     max_validation_users: int = 20_000
     """Validation users scored after each epoch (a fixed random sample beyond this many): on
     ML-25M's 162k users, scoring all of them against 62k movies took longer than the epoch."""
